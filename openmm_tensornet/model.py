@@ -1,0 +1,292 @@
+"""The TensorNet model (Simeon & De Fabritiis, NeurIPS 2023) with energy, dipole and polarisability outputs."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .activations import make_activation
+from .choices import Activation, EnergyUnit, EquivarianceGroup, LengthUnit, RBFType, dtype_name, parse_choice, parse_dtype
+from .embedding import TensorEmbedding, scatter_sum
+from .heads import MLP, DipoleHead, PolarizabilityHead
+from .interaction import Interaction
+from .neighbors import neighbor_pairs_reference
+from .radial import make_rbf
+from .tensors import decompose, invariant_norms, vector_from_skew
+
+
+class TensorNetOutput(NamedTuple):
+    """Results of :meth:`TensorNet.forward`, in the model's units (``energy_unit``, ``length_unit``)."""
+
+    energy: Tensor  # [M] total energy of each molecule
+    atom_energy: Tensor  # [N] per-atom energies; they sum to ``energy`` molecule by molecule
+    forces: Optional[Tensor]  # [N, 3] -dE/dr, when ``compute_forces=True``
+    charges: Optional[Tensor]  # [N] atomic charges (e) of the dipole head, summing to each total charge
+    dipole: Optional[Tensor]  # [M, 3] dipole moment (e * length), when the model has a dipole head
+    polarizability: Optional[Tensor]  # [M, 3, 3] symmetric polarisability (length^3), with that head
+
+
+def _atomic_masses(max_z: int, dtype: torch.dtype) -> Tensor:
+    """Masses (dalton) by atomic number from OpenMM's element table; 0 where no element exists."""
+    from openmm.app.element import Element
+
+    masses = torch.zeros(max_z, dtype=dtype)
+    for number in range(1, max_z):
+        try:
+            element = Element.getByAtomicNumber(number)
+        except KeyError:
+            continue
+        masses[number] = element.mass._value
+    return masses
+
+
+class TensorNet(nn.Module):
+    """TensorNet: an O(3)- or SO(3)-equivariant message-passing potential on Cartesian rank-2 tensors.
+
+    Parameters
+    ----------
+    hidden_channels : int
+        Feature channels ``F`` per tensor component (default 128).
+    num_layers : int
+        Interaction layers (0, 1, 2, ...; default 2).
+    num_rbf : int
+        Radial basis functions (default 32).
+    rbf_type : {"expnorm", "gauss"}
+        Radial basis (default "expnorm").
+    trainable_rbf : bool
+        Whether the basis parameters are trained.
+    activation : {"silu", "tanh", "sigmoid", "mish", "ssp"}
+        Non-linearity of all MLPs (default "silu").
+    cutoff_lower, cutoff_upper : float
+        Radial window in ``length_unit`` (default 0 and 4.5 Å).
+    max_z : int
+        Atomic numbers must be below this (default 128).
+    equivariance_group : {"O(3)", "SO(3)"}
+        "O(3)": energies invariant under rotations and reflections; "SO(3)": under rotations only.
+    energy_head_hidden_layers : int
+        Extra hidden layers in the energy MLP (torchmd-net's ``output_mlp_num_layers``).
+    dipole_head, polarizability_head : bool
+        Add the vector (dipole) and rank-2 (polarisability) outputs.
+    dtype : "float32" or "float64" (or the torch dtype)
+        Parameter precision; inputs must use the same.
+    energy_unit, length_unit : str
+        Units of the training data, stored for export (defaults eV and angstrom).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from openmm_tensornet import TensorNet
+    >>> model = TensorNet(hidden_channels=16, num_layers=1, num_rbf=8)
+    >>> out = model(torch.tensor([8, 1, 1]), torch.tensor([[0.0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]),
+    ...             compute_forces=True)
+    >>> out.energy.shape, out.forces.shape
+    (torch.Size([1]), torch.Size([3, 3]))
+    """
+
+    def __init__(
+        self,
+        hidden_channels: int = 128,
+        num_layers: int = 2,
+        num_rbf: int = 32,
+        rbf_type: RBFType = "expnorm",
+        trainable_rbf: bool = False,
+        activation: Activation = "silu",
+        cutoff_lower: float = 0.0,
+        cutoff_upper: float = 4.5,
+        max_z: int = 128,
+        equivariance_group: EquivarianceGroup = "O(3)",
+        energy_head_hidden_layers: int = 0,
+        dipole_head: bool = False,
+        polarizability_head: bool = False,
+        dtype: Any = "float32",
+        energy_unit: EnergyUnit = "eV",
+        length_unit: LengthUnit = "angstrom",
+    ):
+        super().__init__()
+        torch_dtype = parse_dtype(dtype)
+        parse_choice("rbf_type", rbf_type, RBFType)
+        parse_choice("activation", activation, Activation)
+        parse_choice("equivariance_group", equivariance_group, EquivarianceGroup)
+        parse_choice("energy_unit", energy_unit, EnergyUnit)
+        parse_choice("length_unit", length_unit, LengthUnit)
+        _check_int("hidden_channels", hidden_channels, 2)
+        _check_int("num_layers", num_layers, 0)
+        _check_int("num_rbf", num_rbf, 2)
+        _check_int("max_z", max_z, 2)
+        _check_int("energy_head_hidden_layers", energy_head_hidden_layers, 0)
+        if not (0.0 <= float(cutoff_lower) < float(cutoff_upper)):
+            raise ValueError(
+                f"need 0 <= cutoff_lower < cutoff_upper; got cutoff_lower={cutoff_lower}, cutoff_upper={cutoff_upper}."
+            )
+        self.hparams: Dict[str, Any] = dict(
+            hidden_channels=int(hidden_channels), num_layers=int(num_layers), num_rbf=int(num_rbf),
+            rbf_type=rbf_type, trainable_rbf=bool(trainable_rbf), activation=activation,
+            cutoff_lower=float(cutoff_lower), cutoff_upper=float(cutoff_upper), max_z=int(max_z),
+            equivariance_group=equivariance_group, energy_head_hidden_layers=int(energy_head_hidden_layers),
+            dipole_head=bool(dipole_head), polarizability_head=bool(polarizability_head),
+            dtype=dtype_name(torch_dtype), energy_unit=energy_unit, length_unit=length_unit,
+        )
+        self.cutoff_lower = float(cutoff_lower)
+        self.cutoff_upper = float(cutoff_upper)
+        self.max_z = int(max_z)
+        self.energy_unit = energy_unit
+        self.length_unit = length_unit
+        self.check_inputs = True
+
+        f = int(hidden_channels)
+        self.rbf = make_rbf(rbf_type, cutoff_lower, cutoff_upper, num_rbf, trainable_rbf, torch_dtype)
+        self.embedding = TensorEmbedding(
+            f, num_rbf, make_activation(activation), cutoff_lower, cutoff_upper, max_z, torch_dtype
+        )
+        self.layers = nn.ModuleList(
+            [
+                Interaction(
+                    num_rbf, f, make_activation(activation), cutoff_lower, cutoff_upper, equivariance_group,
+                    torch_dtype,
+                )
+                for _ in range(num_layers)
+            ]
+        )
+        self.readout_norm = nn.LayerNorm(3 * f, dtype=torch_dtype)
+        self.readout_linear = nn.Linear(3 * f, f, dtype=torch_dtype)
+        self.readout_act = make_activation(activation)
+        self.energy_head = MLP(f, f // 2, 1, activation, energy_head_hidden_layers, torch_dtype)
+        self.dipole = DipoleHead(f, activation, torch_dtype) if dipole_head else None
+        self.polarizability = PolarizabilityHead(f, activation, torch_dtype) if polarizability_head else None
+
+        # Standardisation: E = sum_i (std * e_i + atomref[Z_i]) + mean.
+        self.register_buffer("energy_mean", torch.zeros((), dtype=torch_dtype))
+        self.register_buffer("energy_std", torch.ones((), dtype=torch_dtype))
+        self.register_buffer("atomref", torch.zeros(max_z, dtype=torch_dtype))
+        masses = _atomic_masses(max_z, torch_dtype) if dipole_head else torch.zeros(0, dtype=torch_dtype)
+        self.register_buffer("masses", masses, persistent=False)
+
+    @torch.jit.ignore
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
+
+    def _validate(
+        self, z: Tensor, pos: Tensor, batch: Optional[Tensor], box: Optional[Tensor], total_charge: Optional[Tensor]
+    ) -> None:
+        if z.dim() != 1 or z.dtype != torch.long:
+            raise TypeError("z must be a 1-D int64 tensor of atomic numbers; got dtype " + str(z.dtype)
+                            + " and shape " + str(list(z.shape)) + ".")
+        if pos.dim() != 2 or pos.shape[1] != 3 or pos.shape[0] != z.shape[0]:
+            raise ValueError("pos must have shape [N, 3] with N = len(z) = " + str(z.shape[0]) + "; got "
+                             + str(list(pos.shape)) + ".")
+        if pos.dtype != self.energy_mean.dtype:
+            raise TypeError("pos has dtype " + str(pos.dtype) + " but the model's parameters are "
+                            + str(self.energy_mean.dtype) + "; convert the positions (pos.to(dtype)) or the model.")
+        if z.shape[0] > 0:
+            if bool((z < 1).any()) or bool((z >= self.max_z).any()):
+                bad: List[int] = z[(z < 1) | (z >= self.max_z)].tolist()
+                raise ValueError("atomic numbers must lie in [1, " + str(self.max_z - 1) + "] (max_z = "
+                                 + str(self.max_z) + "); got " + str(bad[:10])
+                                 + ". Use a model trained with a larger max_z, or check the input.")
+        if not bool(torch.isfinite(pos).all()):
+            bad_atoms: List[int] = torch.nonzero(~torch.isfinite(pos).all(-1)).flatten().tolist()
+            raise ValueError("positions contain NaN or infinity at atom indices " + str(bad_atoms[:10])
+                             + "; the structure or the simulation has blown up.")
+        if batch is not None:
+            if batch.dim() != 1 or batch.shape[0] != z.shape[0] or batch.dtype != torch.long:
+                raise ValueError("batch must be an int64 tensor of shape [N] = [" + str(z.shape[0])
+                                 + "]; got dtype " + str(batch.dtype) + " and shape " + str(list(batch.shape)) + ".")
+            if batch.shape[0] > 0 and (bool((batch < 0).any()) or bool((batch[1:] < batch[:-1]).any())):
+                raise ValueError("batch must be non-negative and sorted (atoms of each molecule contiguous).")
+        if box is not None:
+            if box.shape != (3, 3):
+                raise ValueError("box must have shape [3, 3] (rows a, b, c); got " + str(list(box.shape)) + ".")
+        if total_charge is not None:
+            if total_charge.dim() != 1:
+                raise ValueError("total_charge must be a 1-D tensor with one value per molecule; got shape "
+                                 + str(list(total_charge.shape)) + ".")
+
+    def forward(
+        self,
+        z: Tensor,
+        pos: Tensor,
+        batch: Optional[Tensor] = None,
+        box: Optional[Tensor] = None,
+        total_charge: Optional[Tensor] = None,
+        compute_forces: bool = False,
+    ) -> TensorNetOutput:
+        """Evaluate the model.
+
+        Parameters
+        ----------
+        z : Tensor [N] int64
+            Atomic numbers.
+        pos : Tensor [N, 3]
+            Positions in ``length_unit`` (Å by default), in the model's dtype.
+        batch : Tensor [N] int64, optional
+            Molecule index of each atom (sorted); all atoms are one molecule when omitted.
+        box : Tensor [3, 3], optional
+            Periodic box vectors as rows, OpenMM's reduced triclinic form, same length unit.
+        total_charge : Tensor [M], optional
+            Total charge of each molecule (e); zero when omitted.
+        compute_forces : bool
+            Also return ``forces = -dE/dpos``.
+        """
+        if self.check_inputs:
+            self._validate(z, pos, batch, box, total_charge)
+        num_atoms = z.shape[0]
+        if batch is None:
+            batch = torch.zeros(num_atoms, dtype=torch.long, device=z.device)
+        num_molecules = int(batch.max()) + 1 if num_atoms > 0 else 1
+        if total_charge is None:
+            total_charge = torch.zeros(num_molecules, dtype=pos.dtype, device=pos.device)
+        elif total_charge.shape[0] != num_molecules:
+            raise ValueError("total_charge has " + str(total_charge.shape[0]) + " values but the batch holds "
+                             + str(num_molecules) + " molecules.")
+        total_charge = total_charge.to(pos.dtype)
+        if compute_forces and not pos.requires_grad:
+            pos = pos.detach().requires_grad_(True)
+
+        pairs = neighbor_pairs_reference(pos, self.cutoff_upper, box, batch)
+        # TensorNet's graph includes a self-loop per atom: zero vector, zero distance.
+        loops = torch.arange(num_atoms, device=z.device)
+        edge_index = torch.cat((pairs.indices, torch.stack((loops, loops))), dim=1)
+        distances = torch.cat((pairs.distances, torch.zeros(num_atoms, dtype=pos.dtype, device=pos.device)))
+        unit = pairs.vectors / pairs.distances.unsqueeze(-1)
+        unit_vectors = torch.cat((unit, torch.zeros(num_atoms, 3, dtype=pos.dtype, device=pos.device)))
+
+        rbf = self.rbf(distances)
+        charge_factor = 1.0 + 0.1 * total_charge[batch]
+        features = self.embedding(z, edge_index, distances, unit_vectors, rbf)
+        for layer in self.layers:
+            features = layer(features, edge_index, distances, rbf, charge_factor)
+
+        scalars = self.readout_act(self.readout_linear(self.readout_norm(invariant_norms(features))))
+        counts = scatter_sum(torch.ones_like(total_charge[batch]), batch, num_molecules)
+        atom_energy = self.energy_head(scalars).squeeze(-1) * self.energy_std + self.atomref[z]
+        atom_energy = atom_energy + (self.energy_mean / counts)[batch]
+        energy = scatter_sum(atom_energy, batch, num_molecules)
+
+        charges: Optional[Tensor] = None
+        dipole: Optional[Tensor] = None
+        polarizability: Optional[Tensor] = None
+        dipole_head = self.dipole
+        polarizability_head = self.polarizability
+        if dipole_head is not None or polarizability_head is not None:
+            _, skew, sym = decompose(features)
+            if dipole_head is not None:
+                outputs = dipole_head(scalars, vector_from_skew(skew), pos, batch, counts, self.masses[z], total_charge)
+                charges, dipole = outputs[0], outputs[1]
+            if polarizability_head is not None:
+                polarizability = polarizability_head(scalars, sym, batch, num_molecules)
+
+        forces: Optional[Tensor] = None
+        if compute_forces:
+            grad_outputs: List[Optional[Tensor]] = [torch.ones_like(energy)]
+            gradient = torch.autograd.grad(
+                [energy], [pos], grad_outputs=grad_outputs, create_graph=self.training, allow_unused=True
+            )[0]
+            forces = -gradient if gradient is not None else torch.zeros_like(pos)
+        return TensorNetOutput(energy, atom_energy, forces, charges, dipole, polarizability)
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
