@@ -52,7 +52,7 @@ def model_from_checkpoint(
     The keyword arguments are those of :func:`load_model`.
     """
     if is_torchmdnet_checkpoint(checkpoint):
-        hparams = convert_hyper_parameters(checkpoint["hyper_parameters"])
+        hparams = convert_hyper_parameters(checkpoint["hyper_parameters"], checkpoint["state_dict"])
         state_dict = convert_state_dict(checkpoint, hparams, torchmdnet_warp, torchmdnet_old_layout)
     elif isinstance(checkpoint, dict) and checkpoint.get("format") == FORMAT_NAME:
         version = checkpoint.get("format_version")

@@ -75,8 +75,17 @@ def _prior_names_and_args(args: Mapping[str, Any]) -> List[Tuple[str, Dict[str, 
     return found
 
 
-def convert_hyper_parameters(args: Mapping[str, Any]) -> Dict[str, Any]:
-    """torchmd-net ``hyper_parameters`` -> keyword arguments of :class:`openmm_tensornet.TensorNet`."""
+def _energy_head_linears(state_dict: Mapping[str, Any]) -> int:
+    """Number of linear layers in the torchmd-net energy MLP, counted from the weights themselves.
+
+    (torchmd-net 3.1's ``Scalar`` head ignores ``output_mlp_num_layers``, so the hyper-parameter cannot be trusted.)
+    """
+    pattern = r"(?:model\.)?output_model\.output_network\.(?:layers\.)?(\d+)\.weight"
+    return sum(1 for key in state_dict if re.fullmatch(pattern, key))
+
+
+def convert_hyper_parameters(args: Mapping[str, Any], state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+    """torchmd-net ``hyper_parameters`` (and weights) -> keyword arguments of :class:`openmm_tensornet.TensorNet`."""
     if args.get("model") != "tensornet":
         raise ValueError(
             f"the checkpoint holds a torchmd-net {args.get('model')!r} model; openmm-tensornet loads only "
@@ -111,7 +120,7 @@ def convert_hyper_parameters(args: Mapping[str, Any]) -> Dict[str, Any]:
         cutoff_upper=float(args["cutoff_upper"]),
         max_z=int(args.get("max_z", 128)),
         equivariance_group=args.get("equivariance_invariance_group", "O(3)"),
-        energy_head_hidden_layers=int(args.get("output_mlp_num_layers", 0) or 0),
+        energy_head_hidden_layers=max(_energy_head_linears(state_dict) - 2, 0),
         dtype="float64" if precision == 64 else "float32",
     )
 
