@@ -1,0 +1,117 @@
+"""Install metadata, the torch/openmmtorch ABI guard, the README and the command line stay consistent."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from openmm_tensornet import abi
+
+ROOT = Path(__file__).resolve().parent.parent
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    from pip._vendor import tomli as tomllib
+
+# pip name -> conda-forge name
+CONDA_NAMES = {"torch": "pytorch", "openmmtorch": "openmm-torch"}
+
+
+def _split(requirement: str):
+    match = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", requirement)
+    return match.group(1).lower(), match.group(2).replace(" ", "")
+
+
+def _series(spec: str) -> str:
+    """The version a spec pins or starts at, as 'major.minor' ('>=2.9,<2.10' -> '2.9', '=8.6.1' -> '8.6')."""
+    numbers = re.findall(r"\d+(?:\.\d+)*", spec)
+    return ".".join(numbers[0].split(".")[:2]) if numbers else ""
+
+
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_environment_yml_matches_pyproject():
+    project = _pyproject()["project"]
+    pip_requirements = dict(_split(r) for r in project["dependencies"] + project["optional-dependencies"]["test"])
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda, pip_section = {}, []
+    for entry in environment["dependencies"]:
+        if isinstance(entry, dict):
+            pip_section += entry["pip"]
+        else:
+            name, spec = _split(entry)
+            conda[name] = spec
+    pip_in_env = dict(_split(r) for r in pip_section if not r.startswith("-e"))
+    assert "-e ." in pip_section, "environment.yml must install the project itself from the checkout"
+    for name, spec in pip_requirements.items():
+        conda_name = CONDA_NAMES.get(name, name)
+        if conda_name in conda:
+            assert _series(conda[conda_name]) == _series(spec), f"{name}: pip {spec} vs conda {conda[conda_name]}"
+        else:
+            assert name in pip_in_env, f"{name} is in pyproject.toml but not in environment.yml"
+            assert pip_in_env[name] == spec, f"{name}: pyproject {spec} vs environment.yml {pip_in_env[name]}"
+    python_spec = conda["python"]
+    assert _series(python_spec) == _series(project["requires-python"])
+
+
+def test_torch_pin_matches_the_abi_table():
+    torch_spec = dict(_split(r) for r in _pyproject()["project"]["dependencies"])["torch"]
+    openmmtorch_spec = dict(_split(r) for r in _pyproject()["project"]["dependencies"])["openmmtorch"]
+    assert abi.OPENMMTORCH_TORCH_SERIES[openmmtorch_spec.lstrip("=")] == _series(torch_spec)
+    assert abi.torch_series(torch.__version__) == _series(torch_spec), "the installed torch breaks the pin"
+
+
+def test_abi_mismatch_is_a_clear_import_error(monkeypatch):
+    message = abi.abi_problem("2.14.0+cu130", "1.5")
+    assert "compiled against torch 2.9.x" in message and "pip install 'torch==2.9.*'" in message
+    assert abi.abi_problem("2.9.1+cu128", "1.5") is None
+    assert abi.abi_problem("2.14.0", None) is None, "no openmmtorch installed: nothing to check"
+    monkeypatch.setattr(torch, "__version__", "2.14.0")
+    with pytest.raises(ImportError, match="torch 2.14.0 is installed"):
+        abi.check_torch_abi()
+    monkeypatch.setenv(abi.SKIP_VARIABLE, "1")
+    abi.check_torch_abi()
+
+
+def test_import_fails_cleanly_in_a_fresh_process_with_a_mismatched_torch():
+    code = "import torch; torch.__version__ = '2.14.0'; import openmm_tensornet"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "ImportError: openmmtorch 1.5 from PyPI is compiled against torch 2.9.x" in result.stderr
+
+
+def _readme_block(language: str, index: int = 0) -> str:
+    blocks = re.findall(rf"```{language}\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    return blocks[index]
+
+
+def test_ci_runs_the_readme_install_and_test_commands():
+    install, _, test = (_readme_block("bash", i).strip() for i in range(3))
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert install == 'pip install ".[test]"' and test == "pytest"
+    assert re.search(r"^pip install --quiet \"\.\[test\]\"$", ci, flags=re.M)
+    assert re.search(r"^pytest$", ci, flags=re.M)
+
+
+def test_readme_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_readme_block("python"), "README.md", "exec"), {})
+    assert (tmp_path / "methanol_model.pt").is_file()
+
+
+def test_command_line():
+    command = str(Path(sys.executable).parent / "openmm-tensornet")  # the installed console script
+    info = subprocess.run([command, "info"], capture_output=True, text=True, timeout=300)
+    assert info.returncode == 0 and "openmmtorch 1.5" in info.stdout and "torch 2.9" in info.stdout
+    simulate = subprocess.run([command, "simulate", "x.pdb"], capture_output=True, text=True, timeout=300)
+    assert simulate.returncode == 2 and "coming in the simulate command" in simulate.stderr
+    assert subprocess.run([command], capture_output=True, timeout=300).returncode == 2, "no sub-command is an error"
