@@ -63,7 +63,7 @@ def test_so3_model_tells_enantiomers_apart(layers):
     energy = model(z, pos).energy.detach()
     mirror_a = random_rotation(seed=9, proper=False)
     mirror_b = random_rotation(seed=10, proper=False)
-    image_a = model(z, pos @ mirror_a.T).energy
+    image_a = model(z, pos @ mirror_a.T).energy.detach()
     image_b = model(z, pos @ mirror_b.T).energy
     # small random weights give a small chirality signal (~1e-6 relative), far above float64 noise (~1e-15)
     assert float((image_a - energy).abs()) > 1e-7 * float(energy.abs().detach()), "SO(3) energy should depend on chirality"
