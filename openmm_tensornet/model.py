@@ -245,6 +245,10 @@ class TensorNet(nn.Module):
             pos = pos.detach().requires_grad_(True)
 
         pairs = neighbor_pairs_reference(pos, self.cutoff_upper, box, batch)
+        if self.check_inputs and bool((pairs.distances == 0).any()):
+            overlap: List[int] = pairs.indices[:, pairs.distances == 0][:, 0].tolist()
+            raise ValueError("atoms " + str(overlap[0]) + " and " + str(overlap[1]) + " are at the same position "
+                             + "(or periodic image); TensorNet needs distinct positions. Check the input structure.")
         # TensorNet's graph includes a self-loop per atom: zero vector, zero distance.
         loops = torch.arange(num_atoms, device=z.device)
         edge_index = torch.cat((pairs.indices, torch.stack((loops, loops))), dim=1)

@@ -39,6 +39,14 @@ def test_nan_positions_name_the_atom(model, inputs):
         model(z, pos)
 
 
+def test_coincident_atoms(model, inputs):
+    z, pos = inputs
+    pos = pos.clone()
+    pos[3] = pos[1]
+    with pytest.raises(ValueError, match="atoms 1 and 3 are at the same position"):
+        model(z, pos)
+
+
 @pytest.mark.parametrize(
     "change, error, message",
     [
