@@ -12,7 +12,7 @@ from .choices import Activation, EnergyUnit, EquivarianceGroup, LengthUnit, RBFT
 from .embedding import TensorEmbedding, scatter_sum
 from .heads import MLP, DipoleHead, PolarizabilityHead
 from .interaction import Interaction
-from .neighbors import neighbor_pairs_reference
+from .neighbors import neighbor_pairs
 from .radial import make_rbf
 from .tensors import decompose, invariant_norms, vector_from_skew
 
@@ -244,7 +244,7 @@ class TensorNet(nn.Module):
         if compute_forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
 
-        pairs = neighbor_pairs_reference(pos, self.cutoff_upper, box, batch)
+        pairs = neighbor_pairs(pos, self.cutoff_upper, box, batch, check_inputs=self.check_inputs)
         if self.check_inputs and bool((pairs.distances == 0).any()):
             overlap: List[int] = pairs.indices[:, pairs.distances == 0][:, 0].tolist()
             raise ValueError("atoms " + str(overlap[0]) + " and " + str(overlap[1]) + " are at the same position "

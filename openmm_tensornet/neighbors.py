@@ -1,15 +1,20 @@
-"""Pure-torch neighbour list: the reference oracle and the fallback of the compiled op.
+"""Neighbour lists: the typed wrapper of the compiled op and the pure-torch reference (oracle and fallback).
 
 Convention (see ``docs/conventions.md``): an edge ``(i, j)`` carries the minimum-image displacement
-``vectors = positions[i] - positions[j]`` and its length. The list is *full*: both ``(i, j)`` and ``(j, i)``
-appear, self-pairs never do. Box vectors are the rows ``a, b, c`` of OpenMM's reduced triclinic form
+``vectors = positions[i] - positions[j] - shifts . box`` and its length; ``shifts`` are the integer cell shifts found
+by the search. By default the list is *full*: both ``(i, j)`` and ``(j, i)`` appear, self-pairs never do; ``half=True``
+keeps ``j < i`` only. Box vectors are the rows ``a, b, c`` of OpenMM's reduced triclinic form
 (``a_y = a_z = b_z = 0``, ``a_x >= 2|b_x|``, ``a_x >= 2|c_x|``, ``b_y >= 2|c_y|``), and the cutoff may be at most
-half of each of ``a_x, b_y, c_z`` so that the minimum image is unique.
+half of each of ``a_x, b_y, c_z`` (OpenMM's own rule) so that the minimum image is unique.
+
+Fixed capacity (``max_pairs``, for CUDA graphs): the outputs then have exactly ``max_pairs`` rows; unused rows have
+indices ``-1``, zero vectors and zero distances, and ``num_pairs`` holds the true count. A count above the capacity is
+an error (``RuntimeError``), never a silently shortened list.
 """
 
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -21,7 +26,7 @@ class NeighborPairs(NamedTuple):
     indices: Tensor  # [2, E] int64: receiving atom i, neighbour j
     vectors: Tensor  # [E, 3] positions[i] - positions[j] (minimum image), same dtype as positions
     distances: Tensor  # [E] lengths of ``vectors``
-    num_pairs: Tensor  # [] int64: number of valid pairs (== E here; padded lists may hold more rows)
+    num_pairs: Tensor  # [] int64: number of valid pairs (rows beyond it, if any, are padding)
 
 
 def minimum_image(vectors: Tensor, box: Tensor) -> Tensor:
@@ -45,6 +50,14 @@ def check_box(box: Tensor, cutoff: float) -> None:
             + str(first) + ", b = " + str(second)
             + ". Use the box vectors that OpenMM reports (State.getPeriodicBoxVectors)."
         )
+    slack = 1.0 + 1e-5  # the same relative tolerance as the compiled op (plugin/common/checks.cpp)
+    tilts = torch.stack((box[1, 0].abs() / box[0, 0], box[2, 0].abs() / box[0, 0], box[2, 1].abs() / box[1, 1]))
+    if bool((2.0 * tilts > slack).any()):
+        raise ValueError(
+            "box must be in OpenMM's reduced triclinic form (|b_x|, |c_x| <= a_x / 2 and |c_y| <= b_y / 2); got "
+            + "b_x = " + str(float(box[1, 0])) + ", c_x = " + str(float(box[2, 0])) + ", c_y = " + str(float(box[2, 1]))
+            + ". Use the box vectors that OpenMM reports (State.getPeriodicBoxVectors)."
+        )
     widths = torch.stack((box[0, 0], box[1, 1], box[2, 2]))
     if bool((widths < 2.0 * cutoff).any()):
         width_list: List[float] = widths.tolist()
@@ -55,23 +68,63 @@ def check_box(box: Tensor, cutoff: float) -> None:
         )
 
 
-def neighbor_pairs_reference(
-    positions: Tensor, cutoff: float, box: Optional[Tensor] = None, batch: Optional[Tensor] = None
-) -> NeighborPairs:
-    """All ordered pairs ``i != j`` with distance ``< cutoff``, by brute force in row blocks.
 
-    Parameters
-    ----------
-    positions : Tensor [N, 3]
-        Coordinates (any length unit, the same as ``cutoff`` and ``box``).
-    cutoff : float
-        Pairs closer than this are returned (strictly less than).
-    box : Tensor [3, 3], optional
-        Periodic box vectors as rows, reduced triclinic form; ``None`` for no periodicity.
-    batch : Tensor [N], optional
-        Molecule index of every atom; no pair is formed across molecules.
+def check_positions(positions: Tensor, cutoff: float) -> None:
+    """Raise ``ValueError`` for positions that are not a finite float ``[N, 3]`` tensor or a bad cutoff."""
+    if positions.dim() != 2 or positions.shape[1] != 3:
+        raise ValueError("positions must have shape [N, 3]; got " + str(list(positions.shape)) + ".")
+    if positions.dtype != torch.float32 and positions.dtype != torch.float64:
+        raise ValueError("positions must be float32 or float64; got " + str(positions.dtype) + ".")
+    if not cutoff > 0.0 or cutoff == float("inf"):
+        raise ValueError("cutoff must be a positive finite number; got " + str(cutoff) + ".")
+    if not bool(torch.isfinite(positions).all()):
+        bad: List[int] = torch.nonzero(~torch.isfinite(positions).all(dim=1))[:, 0].tolist()
+        raise ValueError("positions of atoms " + str(bad[:10]) + " contain NaN or infinity "
+                         + "(the simulation may have become unstable).")
 
-    Gradients flow to ``positions`` and ``box`` through ``vectors`` and ``distances``.
+
+def vectors_from_shifts(positions: Tensor, indices: Tensor, shifts: Tensor, box: Optional[Tensor]) -> Tensor:
+    """``positions[i] - positions[j] - shifts . box`` for every row of ``indices [2, E]``; padding rows give 0.
+
+    The expression is evaluated in the same order as the compiled kernel's distance test (plugin/common/pair_search.h),
+    so a pair the kernel finds inside the cutoff has a distance below the cutoff here too. Differentiable with respect
+    to ``positions`` and ``box``.
+    """
+    if positions.shape[0] == 0:  # only padding rows can exist
+        return torch.zeros((indices.shape[1], 3), dtype=positions.dtype, device=positions.device)
+    padding = indices[0] < 0
+    index_i = indices[0].clamp(min=0)
+    index_j = indices[1].clamp(min=0)
+    vectors = positions[index_i] - positions[index_j]
+    if box is not None:
+        cell = shifts.to(positions.dtype)
+        offset = cell[:, 0:1] * box[0] + cell[:, 1:2] * box[1]
+        vectors = vectors - (offset + cell[:, 2:3] * box[2])
+    return torch.where(padding.unsqueeze(1), torch.zeros_like(vectors), vectors)
+
+
+def _pad(indices: Tensor, shifts: Tensor, max_pairs: int) -> Tuple[Tensor, Tensor]:
+    kept = min(int(indices.shape[1]), max_pairs)
+    padded_indices = torch.full((2, max_pairs), -1, dtype=indices.dtype, device=indices.device)
+    padded_shifts = torch.zeros((max_pairs, 3), dtype=shifts.dtype, device=shifts.device)
+    padded_indices[:, :kept] = indices[:, :kept]
+    padded_shifts[:kept] = shifts[:kept]
+    return padded_indices, padded_shifts
+
+
+def neighbor_search_reference(
+    positions: Tensor,
+    cutoff: float,
+    box: Optional[Tensor] = None,
+    batch: Optional[Tensor] = None,
+    max_pairs: int = -1,
+    half: bool = False,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Brute-force pair search with the compiled op's outputs: ``(indices [2, P], shifts [P, 3] int32, num_pairs)``.
+
+    Pairs are sorted by ``i`` then ``j``. The minimum image is found by rounding along ``c``, ``b`` and ``a`` in
+    turn, which is exact for OpenMM's reduced form when the cutoff is at most half of ``a_x``, ``b_y``, ``c_z``.
+    No gradients flow through this function (see :func:`vectors_from_shifts`).
     """
     num_atoms = positions.shape[0]
     device = positions.device
@@ -79,30 +132,133 @@ def neighbor_pairs_reference(
         check_box(box, cutoff)
     found_i: List[Tensor] = []
     found_j: List[Tensor] = []
-    block = max(1, (1 << 22) // max(num_atoms, 1))
+    found_shift: List[Tensor] = []
+    block = max(1, (1 << 21) // max(num_atoms, 1))
     with torch.no_grad():
+        positions = positions.detach()
         columns = torch.arange(num_atoms, device=device)
+        cutoff2 = torch.tensor(cutoff * cutoff, dtype=positions.dtype)
         for start in range(0, num_atoms, block):
             rows = torch.arange(start, min(num_atoms, start + block), device=device)
-            delta = (positions[rows].unsqueeze(1) - positions.unsqueeze(0)).reshape(-1, 3)
+            index_i = rows.unsqueeze(1).expand(-1, num_atoms).reshape(-1)
+            index_j = columns.repeat(rows.shape[0])
+            candidates = torch.stack((index_i, index_j))
+            shifts = torch.zeros((index_i.shape[0], 3), dtype=torch.int32, device=device)
             if box is not None:
-                delta = minimum_image(delta, box)
-            keep = (delta * delta).sum(-1).view(rows.shape[0], num_atoms) < cutoff * cutoff
-            keep = keep & (rows.unsqueeze(1) != columns.unsqueeze(0))
+                delta = positions[index_i] - positions[index_j]
+                rounded: List[Tensor] = [torch.zeros_like(delta[:, 0])] * 3
+                for axis in (2, 1, 0):
+                    count = torch.round(delta[:, axis] / box[axis, axis])
+                    delta = delta - count.unsqueeze(1) * box[axis]
+                    rounded[axis] = count
+                shifts = torch.stack(rounded, dim=1).to(torch.int32)
+            vectors = vectors_from_shifts(positions, candidates, shifts, box)
+            keep = (vectors * vectors).sum(-1) < cutoff2
+            keep = keep & (index_j < index_i if half else index_j != index_i)
             if batch is not None:
-                keep = keep & (batch[rows].unsqueeze(1) == batch.unsqueeze(0))
-            local = torch.nonzero(keep)
-            found_i.append(rows[local[:, 0]])
-            found_j.append(local[:, 1])
+                keep = keep & (batch[index_i] == batch[index_j])
+            found_i.append(index_i[keep])
+            found_j.append(index_j[keep])
+            found_shift.append(shifts[keep])
     if len(found_i) > 0:
-        index_i = torch.cat(found_i)
-        index_j = torch.cat(found_j)
+        indices = torch.stack((torch.cat(found_i), torch.cat(found_j)))
+        shifts = torch.cat(found_shift)
     else:
-        index_i = torch.zeros(0, dtype=torch.long, device=device)
-        index_j = torch.zeros(0, dtype=torch.long, device=device)
-    vectors = positions[index_i] - positions[index_j]
+        indices = torch.zeros((2, 0), dtype=torch.long, device=device)
+        shifts = torch.zeros((0, 3), dtype=torch.int32, device=device)
+    num_pairs = torch.tensor(indices.shape[1], dtype=torch.long, device=device)
+    if max_pairs >= 0:
+        indices, shifts = _pad(indices, shifts, max_pairs)
+    return indices, shifts, num_pairs
+
+
+def _assemble(positions: Tensor, indices: Tensor, shifts: Tensor, num_pairs: Tensor, box: Optional[Tensor],
+              max_pairs: Optional[int], check_overflow: bool) -> NeighborPairs:
+    if check_overflow and max_pairs is not None:
+        found = int(num_pairs)
+        if found > max_pairs:
+            raise RuntimeError(
+                "neighbour list overflow: " + str(found) + " pairs are within the cutoff but max_pairs is "
+                + str(max_pairs) + "; no pair was dropped silently, the call failed instead. Increase max_pairs "
+                + "(at least " + str(found) + ", better with a margin for density fluctuations) or pass None."
+            )
+    vectors = vectors_from_shifts(positions, indices, shifts, box)
+    return NeighborPairs(indices, vectors, torch.linalg.vector_norm(vectors, dim=-1), num_pairs)
+
+
+def neighbor_pairs_reference(
+    positions: Tensor,
+    cutoff: float,
+    box: Optional[Tensor] = None,
+    batch: Optional[Tensor] = None,
+    max_pairs: Optional[int] = None,
+    half: bool = False,
+    check_overflow: bool = True,
+) -> NeighborPairs:
+    """All pairs ``i != j`` with distance ``< cutoff``, by brute force in pure torch (the test oracle).
+
+    Same arguments and result as :func:`neighbor_pairs`. Gradients flow to ``positions`` and ``box`` through
+    ``vectors`` and ``distances``.
+    """
+    capacity = -1 if max_pairs is None else max_pairs
+    indices, shifts, num_pairs = neighbor_search_reference(positions, cutoff, box, batch, capacity, half)
+    return _assemble(positions, indices, shifts, num_pairs, box, max_pairs, check_overflow)
+
+
+def neighbor_pairs(
+    positions: Tensor,
+    cutoff: float,
+    box: Optional[Tensor] = None,
+    batch: Optional[Tensor] = None,
+    max_pairs: Optional[int] = None,
+    half: bool = False,
+    algorithm: str = "auto",
+    check_inputs: bool = True,
+    check_overflow: bool = True,
+) -> NeighborPairs:
+    """Pairs closer than ``cutoff`` under the minimum-image convention, from the compiled op (TorchScript-able).
+
+    Parameters
+    ----------
+    positions : Tensor [N, 3]
+        Coordinates, float32 or float64 (any length unit, the same as ``cutoff`` and ``box``).
+    cutoff : float
+        Pairs strictly closer than this are returned.
+    box : Tensor [3, 3], optional
+        Periodic box vectors as rows in OpenMM's reduced triclinic form; each of ``a_x, b_y, c_z`` at least
+        ``2 * cutoff``. Positions need not be wrapped into the box.
+    batch : Tensor [N] int64, optional
+        Molecule index of every atom; no pair is formed across molecules.
+    max_pairs : int, optional
+        Fixed capacity: the outputs have exactly this many rows (padding: index -1, zero vector, zero distance).
+        ``None`` returns exactly the pairs found.
+    half : bool
+        Keep only ``j < i`` (each unordered pair once).
+    algorithm : str
+        ``"auto"`` (brute force for small systems, cell list for large ones), ``"brute"`` or ``"cells"``.
+    check_inputs : bool
+        Check values (finite positions, box form and size); costs a device synchronisation on GPUs.
+    check_overflow : bool
+        Raise ``RuntimeError`` when more than ``max_pairs`` pairs exist. Turning it off (for CUDA graphs) leaves the
+        check to the caller through ``num_pairs``.
+
+    Returns
+    -------
+    NeighborPairs
+        ``indices [2, P]``, ``vectors [P, 3] = positions[i] - positions[j]`` (minimum image), ``distances [P]``,
+        ``num_pairs []``. Gradients flow to ``positions`` and ``box``.
+    """
+    if check_inputs:
+        check_positions(positions, cutoff)
+        if box is not None:
+            check_box(box, cutoff)
+        if max_pairs is not None and max_pairs < 0:
+            raise ValueError("max_pairs must be None or >= 0; got " + str(max_pairs) + ".")
+    capacity = -1 if max_pairs is None else max_pairs
+    detached_box: Optional[Tensor] = None
     if box is not None:
-        vectors = minimum_image(vectors, box)
-    distances = torch.linalg.vector_norm(vectors, dim=-1)
-    indices = torch.stack((index_i, index_j))
-    return NeighborPairs(indices, vectors, distances, torch.tensor(index_i.shape[0], device=device))
+        detached_box = box.detach()
+    indices, shifts, num_pairs = torch.ops.openmm_tensornet.neighbor_pairs(
+        positions.detach(), detached_box, batch, cutoff, capacity, half, algorithm
+    )
+    return _assemble(positions, indices, shifts, num_pairs, box, max_pairs, check_overflow)

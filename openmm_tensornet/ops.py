@@ -1,0 +1,231 @@
+"""Loading the compiled torch ops of ``plugin/`` (compiled on first use, cached), or the pure-torch fallback.
+
+``import openmm_tensornet`` calls :func:`load_ops` once. It registers ``torch.ops.openmm_tensornet.neighbor_pairs``:
+
+* from the compiled library when it can be built or found in the cache (CPU kernel always; CUDA kernel when a CUDA
+  toolkit whose major version matches torch's is present and a GPU is visible), or
+* from the pure-torch reference implementation (:mod:`openmm_tensornet.neighbors`) when it cannot, with a warning
+  that says why. TorchScript models then still script and run in this process, only slower, and a model saved this
+  way needs ``import openmm_tensornet`` in the process that loads it.
+
+The library is cached under ``$OPENMM_TENSORNET_CACHE`` (default ``~/.cache/openmm-tensornet``) in a folder keyed by
+the sources, torch and Python versions, so a new torch or a changed source triggers a rebuild and nothing stale is
+ever loaded. ``OPENMM_TENSORNET_OPS=reference`` skips the compiled library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+LIBRARY_NAME = "openmm_tensornet_ops"
+CACHE_VARIABLE = "OPENMM_TENSORNET_CACHE"
+MODE_VARIABLE = "OPENMM_TENSORNET_OPS"
+CUDA_VARIABLE = "OPENMM_TENSORNET_BUILD_CUDA"
+
+# Must equal the schema in plugin/neighbors/neighbors.cpp (tests/test_neighbor_ops.py checks it).
+NEIGHBOR_PAIRS_SCHEMA = (
+    "neighbor_pairs(Tensor positions, Tensor? box, Tensor? batch, float cutoff, int max_pairs=-1, "
+    "bool half=False, str algorithm='auto') -> (Tensor indices, Tensor shifts, Tensor num_pairs)"
+)
+
+CPU_SOURCES = ("neighbors/neighbors.cpp", "neighbors/neighbors_cpu.cpp", "common/checks.cpp", "common/cell_grid.cpp")
+CUDA_SOURCES = ("neighbors/neighbors_cuda.cu",)
+HEADERS = ("common/pair_search.h", "common/checks.h", "common/cell_grid.h")
+
+
+@dataclass
+class OpsStatus:
+    """What :func:`load_ops` did. ``compiled`` is False when the pure-torch fallback serves the ops."""
+
+    compiled: bool = False
+    cuda: bool = False
+    library: Optional[Path] = None
+    reason: str = "not loaded yet"
+    notes: List[str] = field(default_factory=list)
+
+
+_status = OpsStatus()
+_fallback_library: Optional[torch.library.Library] = None
+
+
+def source_dir() -> Path:
+    """The C++/CUDA sources: ``openmm_tensornet/_plugin`` in an installed wheel, ``plugin/`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_plugin", here.parent / "plugin"):
+        if (candidate / CPU_SOURCES[0]).is_file():
+            return candidate
+    raise FileNotFoundError(
+        "the C++ sources of the compiled ops were not found next to the package (looked in "
+        f"{here / '_plugin'} and {here.parent / 'plugin'}); reinstall openmm-tensornet."
+    )
+
+
+def cache_root() -> Path:
+    configured = os.environ.get(CACHE_VARIABLE)
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "openmm-tensornet"
+
+
+def _nvcc_major(cuda_home: Optional[str]) -> Optional[int]:
+    if cuda_home is None:
+        return None
+    nvcc = Path(cuda_home) / "bin" / "nvcc"
+    if not nvcc.is_file():
+        return None
+    try:
+        text = subprocess.run([str(nvcc), "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"release (\d+)\.", text)
+    return int(found.group(1)) if found else None
+
+
+def cuda_build_problem() -> Optional[str]:
+    """Why the CUDA kernel will not be compiled, or ``None`` when it will."""
+    if torch.version.cuda is None:
+        return "this torch has no CUDA support"
+    forced = os.environ.get(CUDA_VARIABLE, "") not in ("", "0")
+    if not forced and not torch.cuda.is_available():
+        return f"no GPU is visible (set {CUDA_VARIABLE}=1 to compile the CUDA kernel anyway)"
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    major = _nvcc_major(CUDA_HOME)
+    wanted = int(torch.version.cuda.split(".")[0])
+    if major is None:
+        return f"no CUDA toolkit (nvcc) was found; install CUDA {wanted}.x and set CUDA_HOME"
+    if major != wanted:
+        return (f"nvcc in {CUDA_HOME} is CUDA {major}, but torch was built with CUDA {torch.version.cuda}; "
+                f"point CUDA_HOME at a CUDA {wanted}.x toolkit (e.g. pip install nvidia-cuda-nvcc-cu{wanted})")
+    return None
+
+
+def _build_key(sources: Path, with_cuda: bool) -> str:
+    digest = hashlib.sha256()
+    names = CPU_SOURCES + HEADERS + (CUDA_SOURCES if with_cuda else ())
+    for name in names:
+        digest.update(name.encode())
+        digest.update((sources / name).read_bytes())
+    digest.update(f"{torch.__version__}|{sys.version_info[:2]}|{platform.machine()}|{with_cuda}".encode())
+    return digest.hexdigest()[:16]
+
+
+def build_library(verbose: bool = False, with_cuda: Optional[bool] = None) -> Path:
+    """Compile the ops library (or find it in the cache) and return its path. Does not load it."""
+    sources = source_dir()
+    if with_cuda is None:
+        with_cuda = cuda_build_problem() is None
+    folder = cache_root() / f"{LIBRARY_NAME}-{_build_key(sources, with_cuda)}"
+    library = folder / f"{LIBRARY_NAME}.so"
+    if library.is_file():
+        return library
+    folder.mkdir(parents=True, exist_ok=True)
+    if shutil.which("ninja") is None and not (Path(sys.executable).parent / "ninja").is_file():
+        raise RuntimeError("the 'ninja' build tool is missing; pip install ninja")
+    from torch.utils import cpp_extension
+
+    print(f"openmm-tensornet: compiling the neighbour-list ops for torch {torch.__version__}"
+          f"{' with CUDA' if with_cuda else ''} (once, about a minute) into {folder}", file=sys.stderr, flush=True)
+    names = CPU_SOURCES + (CUDA_SOURCES if with_cuda else ())
+    env_path = os.environ.get("PATH", "")
+    if str(Path(sys.executable).parent) not in env_path.split(os.pathsep):
+        os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env_path  # ninja from the venv
+    cpp_extension.load(
+        name=LIBRARY_NAME,
+        sources=[str(sources / name) for name in names],
+        build_directory=str(folder),
+        extra_cflags=["-O3"],
+        extra_cuda_cflags=["-O3", "--fmad=false"],
+        with_cuda=with_cuda,
+        is_python_module=False,
+        is_standalone=False,
+        verbose=verbose,
+    )
+    if not library.is_file():
+        raise RuntimeError(f"the build finished but {library} is missing")
+    return library
+
+
+def _register_fallback() -> None:
+    """Serve the op schema with the pure-torch implementation (so scripting works without a compiler)."""
+    global _fallback_library
+    from .neighbors import neighbor_search_reference
+
+    def fallback(positions, box, batch, cutoff, max_pairs=-1, half=False, algorithm="auto"):
+        return neighbor_search_reference(positions, cutoff, box, batch, max_pairs, half)
+
+    _fallback_library = torch.library.Library("openmm_tensornet", "DEF")
+    _fallback_library.define(NEIGHBOR_PAIRS_SCHEMA)
+    _fallback_library.impl("neighbor_pairs", fallback, "CompositeExplicitAutograd")
+
+
+def _already_registered() -> bool:
+    try:
+        torch.ops.openmm_tensornet.neighbor_pairs.default
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+def load_ops() -> OpsStatus:
+    """Register the ops once per process (compiled if possible, fallback otherwise) and report what happened."""
+    global _status
+    if _status.reason != "not loaded yet":
+        return _status
+    if _already_registered():  # e.g. the library was loaded with torch.ops.load_library before import
+        _status = OpsStatus(compiled=True, reason="registered before openmm_tensornet was imported")
+        return _status
+    mode = os.environ.get(MODE_VARIABLE, "compiled").strip().lower()
+    if mode not in ("compiled", "reference"):
+        raise ValueError(f"{MODE_VARIABLE} must be 'compiled' or 'reference'; got {mode!r}")
+    problem = cuda_build_problem()
+    notes = [] if problem is None else [f"CUDA kernel not built: {problem}"]
+    if mode == "reference":
+        _register_fallback()
+        _status = OpsStatus(reason=f"{MODE_VARIABLE}=reference", notes=notes)
+        return _status
+    try:
+        library = build_library(with_cuda=problem is None)
+        torch.ops.load_library(str(library))
+    except Exception as error:  # noqa: BLE001 - any build failure falls back, with the reason kept
+        _register_fallback()
+        _status = OpsStatus(reason=f"{type(error).__name__}: {error}", notes=notes)
+        warnings.warn(
+            "openmm-tensornet: the compiled neighbour-list ops could not be built or loaded, so the slower pure-torch "
+            f"implementation is used. Reason: {_status.reason}. Fix: install a C++ compiler (g++) and "
+            "'pip install ninja', then run 'openmm-tensornet build-ops' to see the full build log.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return _status
+    _status = OpsStatus(compiled=True, cuda=problem is None, library=library, reason="compiled", notes=notes)
+    return _status
+
+
+def ops_status() -> OpsStatus:
+    """How the ops are served in this process (see :class:`OpsStatus`)."""
+    return _status
+
+
+def require_compiled_ops() -> Path:
+    """Return the compiled library's path, or raise ``RuntimeError`` saying why it is missing and how to fix it."""
+    if not _status.compiled or _status.library is None:
+        raise RuntimeError(
+            "the compiled openmm-tensornet ops are not loaded (" + _status.reason + "); a model that uses them can "
+            "only run in this Python process. Fix: install g++ and ninja (pip install ninja), unset "
+            f"{MODE_VARIABLE}, and run 'openmm-tensornet build-ops'."
+        )
+    return _status.library
