@@ -83,23 +83,23 @@ def check_positions(positions: Tensor, cutoff: float) -> None:
                          + "(the simulation may have become unstable).")
 
 
-def vectors_from_shifts(positions: Tensor, indices: Tensor, shifts: Tensor, box: Optional[Tensor]) -> Tensor:
-    """``positions[i] - positions[j] - shifts . box`` for every row of ``indices [2, E]``; padding rows give 0.
+def vectors_from_shifts(
+    positions: Tensor, indices: Tensor, shifts: Tensor, box: Optional[Tensor], padded: bool = True
+) -> Tensor:
+    """``positions[i] - positions[j] - shifts @ box`` for every row of ``indices [2, E]``; padding rows give 0.
 
-    The expression is evaluated in the same order as the compiled kernel's distance test (plugin/common/pair_search.h),
-    so a pair the kernel finds inside the cutoff has a distance below the cutoff here too. Differentiable with respect
-    to ``positions`` and ``box``.
+    Differentiable with respect to ``positions`` and ``box``. (The search decides "inside the cutoff" with the same
+    expression in its own rounding order, so a pair right at the cutoff may get a distance within an ulp of it.)
     """
     if positions.shape[0] == 0:  # only padding rows can exist
         return torch.zeros((indices.shape[1], 3), dtype=positions.dtype, device=positions.device)
+    if not padded:  # every row is a pair (``padded=False`` is only for lists without a fixed capacity)
+        vectors = positions.index_select(0, indices[0]) - positions.index_select(0, indices[1])
+        return vectors if box is None else vectors - shifts.to(positions.dtype) @ box
     padding = indices[0] < 0
-    index_i = indices[0].clamp(min=0)
-    index_j = indices[1].clamp(min=0)
-    vectors = positions[index_i] - positions[index_j]
+    vectors = positions.index_select(0, indices[0].clamp(min=0)) - positions.index_select(0, indices[1].clamp(min=0))
     if box is not None:
-        cell = shifts.to(positions.dtype)
-        offset = cell[:, 0:1] * box[0] + cell[:, 1:2] * box[1]
-        vectors = vectors - (offset + cell[:, 2:3] * box[2])
+        vectors = vectors - shifts.to(positions.dtype) @ box
     return torch.where(padding.unsqueeze(1), torch.zeros_like(vectors), vectors)
 
 
@@ -182,7 +182,7 @@ def _assemble(positions: Tensor, indices: Tensor, shifts: Tensor, num_pairs: Ten
                 + str(max_pairs) + "; no pair was dropped silently, the call failed instead. Increase max_pairs "
                 + "(at least " + str(found) + ", better with a margin for density fluctuations) or pass None."
             )
-    vectors = vectors_from_shifts(positions, indices, shifts, box)
+    vectors = vectors_from_shifts(positions, indices, shifts, box, padded=max_pairs is not None)
     return NeighborPairs(indices, vectors, torch.linalg.vector_norm(vectors, dim=-1), num_pairs)
 
 

@@ -147,7 +147,9 @@ def build_library(verbose: bool = False, with_cuda: Optional[bool] = None) -> Pa
         name=LIBRARY_NAME,
         sources=[str(sources / name) for name in names],
         build_directory=str(folder),
-        extra_cflags=["-O3"],
+        # -fopenmp: at::parallel_for is inlined from the headers and runs serially without it.
+        extra_cflags=["-O3", "-fopenmp"],
+        extra_ldflags=["-fopenmp"],
         extra_cuda_cflags=["-O3", "--fmad=false"],
         with_cuda=with_cuda,
         is_python_module=False,

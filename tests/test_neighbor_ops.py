@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -435,3 +436,27 @@ def test_cuda_graph_replay_equals_eager():
     graph.replay()
     moved = neighbor_pairs(positions * 0.97, CUTOFF, box, max_pairs=4000)
     assert torch.equal(captured.indices, moved.indices)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="no nvcc on this machine")
+def test_cuda_kernel_compiles(tmp_path):
+    """Without a GPU the CUDA kernel cannot run, but it must still compile: nvcc -c against torch's headers.
+
+    The machine's nvcc may be a newer CUDA than torch's, so its own runtime headers are used and the CUDA library
+    headers torch includes (cuSPARSE, cuBLAS, ...) come from torch's nvidia-* wheels, searched last.
+    """
+    from torch.utils.cpp_extension import include_paths
+
+    site = Path(torch.__file__).resolve().parents[1] / "nvidia"
+    command = ["nvcc", "-std=c++17", "-c", str(ROOT / "plugin/neighbors/neighbors_cuda.cu"), "-o",
+               str(tmp_path / "neighbors_cuda.o"), "-O3", "--fmad=false", "-Xcompiler", "-fPIC", "-arch=sm_80",
+               f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"]
+    command += [f"-I{path}" for path in include_paths()]
+    for include in sorted(site.glob("*/include")):
+        if include.parent.name not in ("cuda_runtime", "cuda_cupti", "cuda_nvrtc"):
+            command += ["-Xcompiler", "-idirafter", "-Xcompiler", str(include)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert result.returncode == 0, "\n".join(errors[:20]) or result.stderr[-3000:]
+    assert (tmp_path / "neighbors_cuda.o").stat().st_size > 10000

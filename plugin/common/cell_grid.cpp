@@ -6,10 +6,7 @@
 namespace openmm_tensornet {
 
 namespace {
-// Cells are a little wider than the cutoff so that rounding in the (float32) distance test can never reach past the
-// neighbouring cell; the grid is capped so that sparse systems do not allocate huge empty grids.
-constexpr double kCellMargin = 1e-5;
-
+// The grid is capped so that sparse systems do not allocate huge empty grids.
 int64_t max_cells(int64_t num_atoms) { return std::max<int64_t>(64, 2 * num_atoms); }
 }  // namespace
 
@@ -28,6 +25,8 @@ CellGrid build_cell_grid(const at::Tensor& positions, bool periodic, const doubl
         const auto frac = at::stack({sa, sb, sc}, 1);
         const auto whole = at::floor(frac);
         g.wraps = whole.to(at::kInt);
+        const auto box_tensor = at::tensor(at::ArrayRef<double>(&b[0][0], 9), x.options()).view({3, 3});
+        g.wrapped = (x - at::matmul(whole, box_tensor)).to(positions.scalar_type());
         // Perpendicular widths of the cell: volume over the area of the opposite face.
         const double volume = b[0][0] * b[1][1] * b[2][2];
         auto cross_norm = [](const double* u, const double* v) {
@@ -46,7 +45,7 @@ CellGrid build_cell_grid(const at::Tensor& positions, bool periodic, const doubl
             cell_size *= 1.25;
         }
         for (int k = 0; k < 3; ++k)
-            g.reach[k] = static_cast<int32_t>(std::max(1.0, std::ceil(cutoff * (1 + kCellMargin) * g.grid[k] / width[k])));
+            g.reach[k] = static_cast<int32_t>(std::max(1.0, std::ceil(cutoff * (1 + kCellMargin) * g.grid[k] / width[k] - 1e-9)));
         const auto grid = at::tensor({double(g.grid[0]), double(g.grid[1]), double(g.grid[2])}, x.options());
         coords = (frac - whole) * grid;
     } else {
@@ -63,6 +62,7 @@ CellGrid build_cell_grid(const at::Tensor& positions, bool periodic, const doubl
             cell_size *= 1.25;
         }
         coords = (x - low) / cell_size;
+        g.wrapped = positions;
     }
     const auto upper = at::tensor({g.grid[0] - 1, g.grid[1] - 1, g.grid[2] - 1}, x.options().dtype(at::kInt));
     g.cells = at::minimum(at::clamp_min(at::floor(coords).to(at::kInt), 0), upper).contiguous();
@@ -74,6 +74,10 @@ CellGrid build_cell_grid(const at::Tensor& positions, bool periodic, const doubl
     const auto counts = at::bincount(linear, {}, num_cells);
     g.cell_start = at::cat({at::zeros({1}, counts.options()), at::cumsum(counts, 0)}).contiguous();
     if (g.wraps.defined()) g.wraps = g.wraps.contiguous();
+    g.wrapped = g.wrapped.contiguous();
+    g.sorted = g.wrapped.index_select(0, g.order).contiguous();
+    g.sorted_positions = positions.index_select(0, g.order).contiguous();
+    if (g.wraps.defined()) g.sorted_wraps = g.wraps.index_select(0, g.order).contiguous();
     return g;
 }
 

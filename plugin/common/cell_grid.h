@@ -8,9 +8,17 @@
 
 namespace openmm_tensornet {
 
+// Cells are a little wider than the cutoff, and the pre-test on wrapped coordinates a little more generous than the
+// exact test, so that rounding (float32, positions many boxes away from the origin) never loses a pair.
+constexpr double kCellMargin = 1e-3;
+
 struct CellGrid {
     at::Tensor cells;       // [N, 3] int32
     at::Tensor wraps;       // [N, 3] int32 (periodic only; undefined otherwise)
+    at::Tensor wrapped;     // [N, 3] positions' dtype: positions moved into the box (periodic) or as given
+    at::Tensor sorted;      // [N, 3] ``wrapped`` in cell order
+    at::Tensor sorted_positions;  // [N, 3] positions as given, in cell order
+    at::Tensor sorted_wraps;      // [N, 3] int32 ``wraps`` in cell order (periodic)
     at::Tensor order;       // [N] int64
     at::Tensor cell_start;  // [num_cells + 1] int64
     int32_t grid[3] = {1, 1, 1};
@@ -30,6 +38,7 @@ PairSearch<scalar_t> make_search(const at::Tensor& positions, const c10::optiona
     s.batch = batch.has_value() ? batch.value().data_ptr<int64_t>() : nullptr;
     s.num_atoms = positions.size(0);
     s.cutoff2 = static_cast<scalar_t>(cutoff * cutoff);
+    s.filter2 = static_cast<scalar_t>(cutoff * cutoff * (1 + 4 * kCellMargin));
     s.periodic = periodic;
     s.half = half;
     if (periodic)
@@ -43,6 +52,10 @@ void attach_grid(PairSearch<scalar_t>& s, const CellGrid& g) {
     s.use_cells = true;
     s.cells = g.cells.data_ptr<int32_t>();
     s.wraps = g.wraps.defined() ? g.wraps.data_ptr<int32_t>() : nullptr;
+    s.wrapped = g.wrapped.data_ptr<scalar_t>();
+    s.sorted = g.sorted.data_ptr<scalar_t>();
+    s.sorted_positions = g.sorted_positions.data_ptr<scalar_t>();
+    s.sorted_wraps = g.sorted_wraps.defined() ? g.sorted_wraps.data_ptr<int32_t>() : nullptr;
     s.order = g.order.data_ptr<int64_t>();
     s.cell_start = g.cell_start.data_ptr<int64_t>();
     for (int k = 0; k < 3; ++k) {

@@ -4,6 +4,9 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "../common/cell_grid.h"
 #include "../common/checks.h"
 #include "../common/pair_search.h"
@@ -12,8 +15,19 @@ namespace openmm_tensornet {
 
 namespace {
 
+struct CollectPairs {
+    std::vector<int64_t>& neighbours;
+    std::vector<int32_t>& shifts;
+    void operator()(int64_t j, const int32_t* shift) {
+        neighbours.push_back(j);
+        shifts.push_back(shift[0]);
+        shifts.push_back(shift[1]);
+        shifts.push_back(shift[2]);
+    }
+};
+
 // Below this many atoms the O(N^2) search is faster than building a cell grid (measured: benchmarks/README.md).
-constexpr int64_t kBruteForceAtoms = 256;
+constexpr int64_t kBruteForceAtoms = 200;
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_pairs_cpu(const at::Tensor& positions_in,
                                                                   const c10::optional<at::Tensor>& box,
@@ -49,28 +63,46 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_pairs_cpu(const at::Tens
             grid = build_cell_grid(positions, periodic, box_host, cutoff);
             attach_grid(search, grid);
         }
-        auto counts = at::empty({num_atoms}, positions.options().dtype(at::kLong));
-        int64_t* count = counts.data_ptr<int64_t>();
-        const int64_t grain = 64;
-        at::parallel_for(0, num_atoms, grain, [&](int64_t begin, int64_t end) {
-            for (int64_t i = begin; i < end; ++i) count[i] = search_atom(search, i, PairSink());
+        // One search per atom; each fixed-size chunk of atoms collects its pairs in its own buffer, so the result
+        // is the same for any number of threads.
+        const int64_t chunk = 128;
+        const int64_t num_chunks = (num_atoms + chunk - 1) / chunk;
+        std::vector<std::vector<int64_t>> neighbours(num_chunks);
+        std::vector<std::vector<int32_t>> cell_shifts(num_chunks);
+        std::vector<int64_t> count(num_atoms);
+        at::parallel_for(0, num_chunks, 1, [&](int64_t begin, int64_t end) {
+            for (int64_t c = begin; c < end; ++c) {
+                neighbours[c].reserve(64 * chunk);
+                cell_shifts[c].reserve(3 * 64 * chunk);
+                CollectPairs emit{neighbours[c], cell_shifts[c]};
+                for (int64_t i = c * chunk; i < std::min(num_atoms, (c + 1) * chunk); ++i)
+                    count[i] = search_atom(search, i, emit);
+            }
         });
-        auto offsets = at::cumsum(counts, 0) - counts;
-        total = num_atoms > 0 ? counts.sum().item<int64_t>() : 0;
+        std::vector<int64_t> chunk_start(num_chunks + 1, 0);
+        for (int64_t c = 0; c < num_chunks; ++c)
+            chunk_start[c + 1] = chunk_start[c] + static_cast<int64_t>(neighbours[c].size());
+        total = chunk_start[num_chunks];
         const int64_t capacity = max_pairs >= 0 ? max_pairs : total;
-        indices = at::full({2, capacity}, -1, positions.options().dtype(at::kLong));
-        shifts = at::zeros({capacity, 3}, positions.options().dtype(at::kInt));
-        const int64_t* offset = offsets.data_ptr<int64_t>();
-        PairSink sink;
-        sink.indices = indices.data_ptr<int64_t>();
-        sink.shifts = shifts.data_ptr<int32_t>();
-        sink.capacity = capacity;
-        at::parallel_for(0, num_atoms, grain, [&](int64_t begin, int64_t end) {
-            PairSink mine = sink;
-            for (int64_t i = begin; i < end; ++i) {
-                if (offset[i] >= capacity) break;
-                mine.offset = offset[i];
-                search_atom(search, i, mine);
+        if (capacity == total) {  // every row is written below
+            indices = at::empty({2, capacity}, positions.options().dtype(at::kLong));
+            shifts = at::empty({capacity, 3}, positions.options().dtype(at::kInt));
+        } else {
+            indices = at::full({2, capacity}, -1, positions.options().dtype(at::kLong));
+            shifts = at::zeros({capacity, 3}, positions.options().dtype(at::kInt));
+        }
+        int64_t* first = indices.data_ptr<int64_t>();
+        int64_t* second = first + capacity;
+        int32_t* shift = shifts.data_ptr<int32_t>();
+        at::parallel_for(0, num_chunks, 1, [&](int64_t begin, int64_t end) {
+            for (int64_t c = begin; c < end; ++c) {
+                int64_t slot = chunk_start[c];
+                const int64_t kept = std::max<int64_t>(0, std::min(capacity, chunk_start[c + 1]) - slot);
+                if (kept == 0) continue;
+                std::copy_n(neighbours[c].data(), kept, second + slot);
+                std::copy_n(cell_shifts[c].data(), 3 * kept, shift + 3 * slot);
+                for (int64_t i = c * chunk; i < std::min(num_atoms, (c + 1) * chunk) && slot < capacity; ++i)
+                    for (int64_t n = 0; n < count[i] && slot < capacity; ++n) first[slot++] = i;
             }
         });
     });

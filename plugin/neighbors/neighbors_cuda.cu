@@ -25,16 +25,18 @@ constexpr int kThreads = 128;
 
 template <typename scalar_t>
 __global__ void search_kernel(PairSearch<scalar_t> search, const scalar_t* box, int64_t* counts,
-                              const int64_t* offsets, PairSink sink) {
+                              const int64_t* offsets, WritePairs sink) {
     const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
     if (i >= search.num_atoms) return;
     if (box != nullptr)
         for (int r = 0; r < 3; ++r)
             for (int c = 0; c < 3; ++c) search.box[r][c] = box[3 * r + c];
     if (offsets == nullptr) {
-        counts[i] = search_atom(search, i, PairSink());
+        CountPairs count;
+        counts[i] = search_atom(search, i, count);
     } else if (offsets[i] < sink.capacity) {
-        sink.offset = offsets[i];
+        sink.i = i;
+        sink.slot = offsets[i];
         search_atom(search, i, sink);
     }
 }
@@ -89,7 +91,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_pairs_cuda(const at::Ten
         const int blocks = static_cast<int>(std::max<int64_t>(1, (num_atoms + kThreads - 1) / kThreads));
         auto counts = at::zeros({num_atoms}, positions.options().dtype(at::kLong));
         search_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(search, box_device, counts.data_ptr<int64_t>(),
-                                                                  nullptr, PairSink());
+                                                                  nullptr, WritePairs{});
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         const auto ends = at::cumsum(counts, 0);
         const auto offsets = (ends - counts).contiguous();
@@ -98,10 +100,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_pairs_cuda(const at::Ten
         const int64_t capacity = max_pairs >= 0 ? max_pairs : num_pairs.item<int64_t>();
         indices = at::full({2, capacity}, -1, positions.options().dtype(at::kLong));
         shifts = at::zeros({capacity, 3}, positions.options().dtype(at::kInt));
-        PairSink sink;
-        sink.indices = indices.data_ptr<int64_t>();
-        sink.shifts = shifts.data_ptr<int32_t>();
-        sink.capacity = capacity;
+        WritePairs sink{indices.data_ptr<int64_t>(), shifts.data_ptr<int32_t>(), capacity, 0, 0};
         if (num_atoms > 0 && capacity > 0) {
             search_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(search, box_device, nullptr,
                                                                       offsets.data_ptr<int64_t>(), sink);
