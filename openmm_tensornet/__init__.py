@@ -11,17 +11,29 @@ from .ops import load_ops, ops_status  # noqa: E402
 
 load_ops()
 
+from .export import TorchForceModule, create_torch_force, ensure_torch_plugins, export_torchscript  # noqa: E402
+
+ensure_torch_plugins()
+from .potential import TensorNetPotential  # noqa: E402
+from .serialization import deserialize_system, serialize_system  # noqa: E402
+
 __version__ = "0.1.0"
 
 __all__ = [
     "NeighborPairs",
     "TensorNet",
     "TensorNetOutput",
+    "TensorNetPotential",
+    "TorchForceModule",
     "check_torch_abi",
+    "create_torch_force",
+    "deserialize_system",
+    "export_torchscript",
     "load_model",
     "load_ops",
     "neighbor_pairs",
     "neighbor_pairs_reference",
     "ops_status",
     "save_model",
+    "serialize_system",
 ]
