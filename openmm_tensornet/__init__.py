@@ -15,6 +15,7 @@ from .export import TorchForceModule, create_torch_force, ensure_torch_plugins, 
 
 ensure_torch_plugins()
 from .potential import TensorNetPotential  # noqa: E402
+from .report import energy_report  # noqa: E402
 from .serialization import deserialize_system, serialize_system  # noqa: E402
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __all__ = [
     "check_torch_abi",
     "create_torch_force",
     "deserialize_system",
+    "energy_report",
     "export_torchscript",
     "load_model",
     "load_ops",

@@ -14,7 +14,8 @@ import pytest
 import torch
 from conftest import random_molecule, small_model
 
-from openmm_tensornet import TensorNetPotential, create_torch_force, deserialize_system, serialize_system
+from openmm_tensornet import (TensorNetPotential, create_torch_force, deserialize_system, energy_report,
+                              serialize_system)
 from openmm_tensornet.units import KJ_PER_MOL
 
 KJ = unit.kilojoule_per_mole
@@ -295,3 +296,19 @@ def test_bad_input_is_reported():
     small_box = [[0.8, 0, 0], [0, 0.8, 0], [0, 0, 0.8]]  # 8 Å < 2 x 5 Å
     with pytest.raises(openmm.OpenMMException, match="box is too small for the cutoff"):
         evaluate(pure_system(model, [6, 8], small_box), np.array([[0.1, 0.1, 0.1], [0.2, 0.1, 0.1]]))
+
+
+def test_energy_report_splits_a_mixed_system(capsys):
+    topology, system, positions = alanine_dipeptide()
+    region = [a.index for a in topology.atoms() if a.residue.name == "ALA"]
+    model = small_model(cutoff_upper=5.0)
+    mixed = TensorNetPotential(model).createMixedSystem(topology, system, region, forceGroup=1)
+    report = energy_report(mixed, positions)
+    table = capsys.readouterr().out
+    torch_rows = [label for label in report if "TorchForce" in label]
+    assert len(torch_rows) == 1 and "TorchForce" in table and "NonbondedForce" in table
+    assert report[torch_rows[0]] == pytest.approx(evaluate(mixed, positions, group=1)[0], rel=1e-12)
+    parts = sum(value for label, value in report.items() if label != "total")
+    assert parts == pytest.approx(report["total"], rel=1e-9)
+    assert report["total"] == pytest.approx(evaluate(mixed, positions)[0], rel=1e-12)
+    assert [f.getForceGroup() for f in mixed.getForces()].count(1) == 1  # the input system is untouched
