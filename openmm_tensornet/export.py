@@ -15,6 +15,7 @@ Two geometries:
 from __future__ import annotations
 
 import copy
+import math
 import re
 from typing import List, Optional, Sequence, Set
 
@@ -53,7 +54,9 @@ def ensure_torch_plugins() -> None:
 class TorchForceModule(nn.Module):
     """``forward(positions [N_all, 3] nm, boxvectors [3, 3] nm or None) -> energy (kJ/mol, scalar)``.
 
-    Build it with :func:`export_torchscript`; the constructor arguments are documented there.
+    Scaled by a global parameter (``scaled="nobox"`` / ``"box"``): ``forward(positions, parameter)`` /
+    ``forward(positions, boxvectors, parameter) -> parameter * energy``. Build it with :func:`export_torchscript`;
+    the constructor arguments are documented there.
     """
 
     def __init__(
@@ -63,11 +66,19 @@ class TorchForceModule(nn.Module):
         atoms: Optional[Sequence[int]],
         total_charge: float,
         geometry: str,
+        neighbor_capacity: Optional[int] = None,
+        static_shapes: bool = False,
+        scaled: Optional[str] = None,
     ):
         super().__init__()
+        if scaled not in (None, "box", "nobox"):
+            raise ValueError(f"scaled must be None, 'box' or 'nobox'; got {scaled!r}.")
+        self.scaled = scaled is not None
+        self.box_input = scaled == "box"
         model = copy.deepcopy(model).eval()
         for parameter in model.parameters():
             parameter.requires_grad_(False)
+        model.set_neighbor_capacity(neighbor_capacity, static_shapes, None if atoms is None else list(atoms))
         self.model = model
         dtype = model.energy_mean.dtype
         self.register_buffer("z", torch.as_tensor(list(atomic_numbers), dtype=torch.long))
@@ -80,7 +91,19 @@ class TorchForceModule(nn.Module):
         self.periodic = geometry == "periodic"
         self.whole_molecule = geometry == "molecule"
 
-    def forward(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tensor:
+    def forward(self, positions: Tensor, second: Optional[Tensor] = None, third: Optional[Tensor] = None) -> Tensor:
+        # One forward for every TorchForce layout (openmm-torch passes the box, if any, then global parameters):
+        # (positions, box?) or, scaled by a global parameter, (positions, parameter) / (positions, box, parameter).
+        # (All in one method on purpose: with openmm-torch 1.5, an error raised one method call deeper crashes
+        # libtorch's error reporting in the second Context of a process.)
+        boxvectors = second
+        scale: Optional[Tensor] = None
+        if self.scaled:
+            if self.box_input:
+                scale = third
+            else:
+                boxvectors = None
+                scale = second
         dtype = self.total_charge.dtype
         pos = positions.to(dtype)
         if self.select_atoms:
@@ -94,11 +117,15 @@ class TorchForceModule(nn.Module):
         if self.whole_molecule and box is not None and pos.shape[0] > 1:
             # Make the region whole around its first atom; the shifts are constant, so forces are unchanged.
             pos = pos[0:1] + minimum_image(pos - pos[0:1], box)
-            widths = torch.stack((box[0, 0], box[1, 1], box[2, 2]))
-            if bool((torch.linalg.vector_norm(pos - pos[0:1], dim=1) > 0.5 * widths.min()).any()):
-                raise RuntimeError("the ML region spans more than half of the periodic box, so it cannot be made "
-                                   "whole unambiguously; use a larger box or model the whole periodic system "
-                                   "with TensorNetPotential.createSystem.")
+            # Whole only if it fits in half the box along every box vector (a longer region comes out folded).
+            fractional = pos @ torch.linalg.inv(box)
+            extent = fractional.max(dim=0).values - fractional.min(dim=0).values
+            if bool((extent >= 0.5).any()):
+                spans: List[float] = extent.tolist()
+                raise RuntimeError("the ML region spans " + str(spans) + " of the periodic box along its three "
+                                   "box vectors; it must span less than half (0.5) along each to be made whole "
+                                   "unambiguously. Use a larger box, or model the whole periodic system with "
+                                   "TensorNetPotential.createSystem.")
             box = None
         if not self.periodic:
             box = None
@@ -106,7 +133,29 @@ class TorchForceModule(nn.Module):
         if box is not None:
             box = box * self.length_scale
         output = self.model(self.z, pos, None, box, self.total_charge)
-        return output.energy.sum() * self.energy_scale
+        energy = output.energy.sum() * self.energy_scale
+        if scale is not None:
+            energy = scale.to(energy.dtype) * energy
+        return energy
+
+
+# Densest packing assumed for a molecule (a region inside an MM system): 0.15 atoms / A^3, above any condensed phase
+# of organic or biological matter (water 0.100, proteins ~0.11-0.12, benzene crystal ~0.12).
+_DENSEST = 150.0  # atoms / nm^3
+_CAPACITY_MARGIN = 1.3
+
+
+def estimate_neighbor_capacity(num_atoms: int, cutoff_nm: float, box_volume_nm3: Optional[float] = None) -> int:
+    """A neighbour capacity (ordered pairs) for ``num_atoms`` atoms and a cutoff, sized from the density.
+
+    Periodic (``box_volume_nm3`` given): the box's density x the cutoff sphere x ``num_atoms``, plus 30% and 64 pairs
+    for fluctuations and a barostat. A molecule: the same with the densest condensed-phase packing (0.15 / A^3).
+    Never more than ``num_atoms * (num_atoms - 1)``, every possible pair.
+    """
+    density = _DENSEST if box_volume_nm3 is None else num_atoms / box_volume_nm3
+    per_atom = density * 4.0 / 3.0 * math.pi * cutoff_nm**3
+    estimate = int(math.ceil(_CAPACITY_MARGIN * per_atom * num_atoms)) + 64
+    return int(min(estimate, num_atoms * (num_atoms - 1)))
 
 
 def _check_selection(atomic_numbers: Sequence[int], atoms: Optional[Sequence[int]], num_particles: Optional[int],
@@ -139,6 +188,9 @@ def export_torchscript(
     total_charge: float = 0.0,
     periodic: bool = False,
     num_particles: Optional[int] = None,
+    neighbor_capacity: Optional[int] = None,
+    static_shapes: bool = False,
+    scaled: Optional[str] = None,
 ) -> torch.jit.ScriptModule:
     """Script a model for OpenMM's ``TorchForce``.
 
@@ -158,16 +210,28 @@ def export_torchscript(
         TorchForce still needs ``setUsesPeriodicBoundaryConditions(True)`` so that it receives the box.
     num_particles : int, optional
         Number of particles in the System, to check ``atoms``.
+    neighbor_capacity : int, optional
+        Most ordered neighbour pairs (see :meth:`TensorNet.set_neighbor_capacity`); ``None``: no bound.
+    static_shapes : bool
+        Keep the pair tensors at ``neighbor_capacity`` rows (for CUDA graphs).
+    scaled : {None, "box", "nobox"}
+        ``None``: ``forward(positions, boxvectors=None) -> E``. Otherwise the module takes a global parameter
+        after the positions (``"nobox"``) or after positions and box (``"box"``) and returns parameter x E, as
+        ``TorchForce`` calls it when the force has that global parameter.
 
     Returns
     -------
     torch.jit.ScriptModule
-        ``forward(positions, boxvectors=None) -> energy`` in nm → kJ/mol. ``.save(path)`` writes a file that loads
-        with ``torch.jit.load`` after ``import openmm_tensornet``.
+        Energies in kJ/mol from positions in nm. ``.save(path)`` writes a file that loads with ``torch.jit.load``
+        after ``import openmm_tensornet``.
     """
     _check_selection(atomic_numbers, atoms, num_particles, model)
+    if static_shapes and neighbor_capacity is None:
+        raise ValueError("static_shapes needs a neighbor_capacity (see estimate_neighbor_capacity).")
     geometry = "periodic" if periodic else ("molecule" if atoms is not None else "none")
-    return torch.jit.script(TorchForceModule(model, atomic_numbers, atoms, total_charge, geometry))
+    module = TorchForceModule(model, atomic_numbers, atoms, total_charge, geometry, neighbor_capacity, static_shapes,
+                              scaled)
+    return torch.jit.script(module)
 
 
 def create_torch_force(
@@ -179,18 +243,60 @@ def create_torch_force(
     uses_box: Optional[bool] = None,
     force_group: int = 0,
     num_particles: Optional[int] = None,
+    cuda_graphs: bool = False,
+    neighbor_capacity: Optional[int] = None,
+    box_vectors=None,
+    global_parameter: Optional[str] = None,
 ):
     """An ``openmmtorch.TorchForce`` evaluating ``model`` on the ML atoms (see :func:`export_torchscript`).
 
     ``uses_box`` (default: ``periodic``) makes OpenMM pass the box to the module; set it for an ML region in a
     periodic MM system. The model is embedded in the force (and in the System XML), so no file must be kept.
+
+    ``cuda_graphs=True`` sets openmm-torch's ``useCUDAGraphs`` property (used by the CUDA platform, ignored by the
+    others) and gives the module static shapes: a neighbour capacity, by default sized from the density
+    (:func:`estimate_neighbor_capacity`; ``box_vectors``, in nm, give the density of a periodic ML system).
+    ``neighbor_capacity`` bounds the list without CUDA graphs too. More pairs than the capacity is an error naming
+    the most crowded atom, never a silently shortened list.
+
+    ``global_parameter`` (e.g. ``"lambda_interpolate"``): the force's energy is that parameter x E_ML (default 1),
+    and its derivative dE/dparameter = E_ML is available from ``State.getEnergyParameterDerivatives()``.
     """
     import openmmtorch
 
     if not 0 <= force_group <= 31:
         raise ValueError(f"force_group must be in [0, 31]; got {force_group}.")
-    module = export_torchscript(model, atomic_numbers, atoms, total_charge, periodic, num_particles)
+    box_input = bool(periodic if uses_box is None else uses_box)
+    if cuda_graphs and neighbor_capacity is None:
+        volume = None
+        if periodic:
+            if box_vectors is None:
+                raise ValueError("cuda_graphs with a periodic ML system needs box_vectors (nm) to size the "
+                                 "neighbour capacity, or an explicit neighbor_capacity.")
+            volume = _box_volume_nm3(box_vectors)
+        cutoff_nm = model.cutoff_upper / nm_to_length(model.length_unit)
+        neighbor_capacity = estimate_neighbor_capacity(len(atomic_numbers), cutoff_nm, volume)
+    scaled = None if global_parameter is None else ("box" if box_input else "nobox")
+    module = export_torchscript(model, atomic_numbers, atoms, total_charge, periodic, num_particles,
+                                neighbor_capacity, cuda_graphs, scaled)
     force = openmmtorch.TorchForce(module)
-    force.setUsesPeriodicBoundaryConditions(bool(periodic if uses_box is None else uses_box))
+    force.setUsesPeriodicBoundaryConditions(box_input)
     force.setForceGroup(force_group)
+    if cuda_graphs:
+        force.setProperty("useCUDAGraphs", "true")
+    if global_parameter is not None:
+        force.addGlobalParameter(global_parameter, 1.0)
+        force.addEnergyParameterDerivative(global_parameter)
     return force
+
+
+def _box_volume_nm3(box_vectors) -> float:
+    """Volume of a box given as three vectors (OpenMM ``Vec3``/``Quantity`` in nm, or plain numbers in nm)."""
+    rows = []
+    for vector in box_vectors:
+        if hasattr(vector, "value_in_unit"):
+            import openmm.unit as unit
+
+            vector = vector.value_in_unit(unit.nanometer)
+        rows.append([float(x) for x in vector])
+    return abs(float(torch.linalg.det(torch.tensor(rows, dtype=torch.float64))))

@@ -38,7 +38,8 @@ class DipoleHead(nn.Module):
 
     ``q_i`` are atomic charges from the invariant features, shifted equally within each molecule so that they sum
     to its total charge; ``p_i`` are atomic dipoles, a channel mix of the vector (A) part of the final tensors.
-    Positions are taken relative to each molecule's centre of mass, so the dipole of a charged molecule is defined.
+    Positions are taken relative to each molecule's centre of mass (the geometric centre when none of its elements
+    has a standard mass), so the dipole of a charged molecule is defined.
     """
 
     def __init__(self, hidden_channels: int, activation: str, dtype: torch.dtype):
@@ -54,8 +55,11 @@ class DipoleHead(nn.Module):
         charges = self.charges(scalars).squeeze(-1)
         excess = (scatter_sum(charges, batch, num_molecules) - total_charge) / counts
         charges = charges - excess[batch]
-        mass_sum = scatter_sum(masses, batch, num_molecules)
-        centre = scatter_sum(masses.unsqueeze(-1) * pos, batch, num_molecules) / mass_sum.unsqueeze(-1)
+        # Weights: masses, or 1 per atom for a molecule whose elements all lack a standard mass (Z >= 117).
+        massless = scatter_sum(masses, batch, num_molecules) == 0
+        weights = torch.where(massless[batch], torch.ones_like(masses), masses)
+        weight_sum = scatter_sum(weights, batch, num_molecules)
+        centre = scatter_sum(weights.unsqueeze(-1) * pos, batch, num_molecules) / weight_sum.unsqueeze(-1)
         moments = charges.unsqueeze(-1) * (pos - centre[batch]) + self.atomic_dipoles(vectors).squeeze(-1)
         return [charges, scatter_sum(moments, batch, num_molecules)]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -134,6 +134,9 @@ class TensorNet(nn.Module):
         self.energy_unit = energy_unit
         self.length_unit = length_unit
         self.check_inputs = True
+        # Neighbour capacity (see ``set_neighbor_capacity``): -1 = exactly the pairs found (dynamic shapes).
+        self.neighbor_capacity = -1
+        self.static_neighbors = False
 
         f = int(hidden_channels)
         self.rbf = make_rbf(rbf_type, cutoff_lower, cutoff_upper, num_rbf, trainable_rbf, torch_dtype)
@@ -162,6 +165,64 @@ class TensorNet(nn.Module):
         self.register_buffer("atomref", torch.zeros(max_z, dtype=torch_dtype))
         masses = _atomic_masses(max_z, torch_dtype) if dipole_head else torch.zeros(0, dtype=torch_dtype)
         self.register_buffer("masses", masses, persistent=False)
+        # Labels of the atoms in error messages (e.g. their indices in an OpenMM System); empty = 0, 1, 2, ...
+        self.register_buffer("atom_labels", torch.zeros(0, dtype=torch.long), persistent=False)
+
+    @torch.jit.ignore
+    def set_neighbor_capacity(self, capacity: Optional[int], static: bool = False,
+                              atom_labels: Optional[List[int]] = None) -> None:
+        """Bound the neighbour list to ``capacity`` ordered pairs (``None``: no bound, exactly the pairs found).
+
+        More pairs than ``capacity`` within the cutoff is a ``RuntimeError`` naming the most crowded atom — never a
+        silently shortened list. With ``static=True`` the pair tensors keep exactly ``capacity`` rows (padding
+        contributes exactly zero), the static shapes CUDA graphs need; on CUDA the overflow check then cannot stop
+        the host, so an overflow makes the energy NaN instead (run once without CUDA graphs to read the message).
+        ``atom_labels`` are the atom numbers used in messages (e.g. particle indices of an OpenMM System).
+        """
+        if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0):
+            raise ValueError(f"capacity must be None or an integer >= 0; got {capacity!r}.")
+        self.neighbor_capacity = -1 if capacity is None else capacity
+        self.static_neighbors = bool(static) and capacity is not None
+        labels = torch.as_tensor([] if atom_labels is None else list(atom_labels), dtype=torch.long)
+        self.atom_labels = labels.to(self.atomref.device)
+
+    def _pairs(self, pos: Tensor, box: Optional[Tensor], batch: Tensor
+               ) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
+        """Pair indices, vectors and distances; with a static capacity, padding rows are made inert."""
+        capacity = self.neighbor_capacity
+        if capacity < 0:
+            pairs = neighbor_pairs(pos, self.cutoff_upper, box, batch, check_inputs=self.check_inputs)
+            return pairs.indices, pairs.vectors, pairs.distances, None
+        pairs = neighbor_pairs(pos, self.cutoff_upper, box, batch, max_pairs=capacity,
+                               check_inputs=self.check_inputs, check_overflow=False)
+        overflow: Optional[Tensor] = None
+        if self.static_neighbors and pos.is_cuda:
+            overflow = pairs.num_pairs > capacity
+        else:
+            found = int(pairs.num_pairs)
+            if found > capacity:
+                raise RuntimeError(self._overflow_message(pos, box, batch, found, capacity))
+            if not self.static_neighbors:
+                return pairs.indices[:, :found], pairs.vectors[:found], pairs.distances[:found], None
+        # Padding rows: index -1 -> atom 0, distance -> the cutoff, where the cosine cutoff is exactly zero.
+        valid = pairs.indices[0] >= 0
+        indices = torch.where(valid.unsqueeze(0), pairs.indices, torch.zeros_like(pairs.indices))
+        distances = torch.where(valid, pairs.distances, torch.full_like(pairs.distances, self.cutoff_upper))
+        return indices, pairs.vectors, distances, overflow
+
+    def _overflow_message(self, pos: Tensor, box: Optional[Tensor], batch: Tensor, found: int, capacity: int) -> str:
+        everything = neighbor_pairs(pos.detach(), self.cutoff_upper, box, batch, check_inputs=False)
+        counts = torch.bincount(everything.indices[0], minlength=pos.shape[0])
+        atom = int(counts.argmax())
+        label = int(self.atom_labels[atom]) if self.atom_labels.numel() > atom else atom
+        average = float(found) / float(max(pos.shape[0], 1))
+        return ("neighbour list overflow: " + str(found) + " pairs are within the cutoff (" + str(self.cutoff_upper)
+                + " " + self.length_unit + ") but the neighbour capacity is " + str(capacity) + ". Atom "
+                + str(label) + " has the most neighbours (" + str(int(counts[atom])) + "; "
+                + str(float(int(average * 10.0 + 0.5)) / 10.0) + " per atom on average). No pair was dropped: the evaluation stopped "
+                + "instead. The atoms are denser than the capacity was sized for (a collapsing structure, or a box "
+                + "compressed by the barostat); check the structure, or recreate the force with a larger "
+                + "neighbor_capacity (at least " + str(found) + ", e.g. " + str(int(found * 1.5)) + ").")
 
     @torch.jit.ignore
     def extra_repr(self) -> str:
@@ -244,16 +305,16 @@ class TensorNet(nn.Module):
         if compute_forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
 
-        pairs = neighbor_pairs(pos, self.cutoff_upper, box, batch, check_inputs=self.check_inputs)
-        if self.check_inputs and bool((pairs.distances == 0).any()):
-            overlap: List[int] = pairs.indices[:, pairs.distances == 0][:, 0].tolist()
+        pair_index, vectors, pair_distances, overflow = self._pairs(pos, box, batch)
+        if self.check_inputs and bool((pair_distances == 0).any()):
+            overlap: List[int] = pair_index[:, pair_distances == 0][:, 0].tolist()
             raise ValueError("atoms " + str(overlap[0]) + " and " + str(overlap[1]) + " are at the same position "
                              + "(or periodic image); TensorNet needs distinct positions. Check the input structure.")
         # TensorNet's graph includes a self-loop per atom: zero vector, zero distance.
         loops = torch.arange(num_atoms, device=z.device)
-        edge_index = torch.cat((pairs.indices, torch.stack((loops, loops))), dim=1)
-        distances = torch.cat((pairs.distances, torch.zeros(num_atoms, dtype=pos.dtype, device=pos.device)))
-        unit = pairs.vectors / pairs.distances.unsqueeze(-1)
+        edge_index = torch.cat((pair_index, torch.stack((loops, loops))), dim=1)
+        distances = torch.cat((pair_distances, torch.zeros(num_atoms, dtype=pos.dtype, device=pos.device)))
+        unit = vectors / pair_distances.unsqueeze(-1)
         unit_vectors = torch.cat((unit, torch.zeros(num_atoms, 3, dtype=pos.dtype, device=pos.device)))
 
         rbf = self.rbf(distances)
@@ -267,6 +328,8 @@ class TensorNet(nn.Module):
         atom_energy = self.energy_head(scalars).squeeze(-1) * self.energy_std + self.atomref[z]
         atom_energy = atom_energy + (self.energy_mean / counts)[batch]
         energy = scatter_sum(atom_energy, batch, num_molecules)
+        if overflow is not None:  # static shapes on CUDA: no host check possible, so poison the result
+            energy = energy + torch.where(overflow, float("nan"), 0.0).to(energy.dtype)
 
         charges: Optional[Tensor] = None
         dipole: Optional[Tensor] = None
