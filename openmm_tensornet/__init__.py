@@ -16,7 +16,9 @@ from .export import TorchForceModule, create_torch_force, ensure_torch_plugins, 
 ensure_torch_plugins()
 from .potential import TensorNetPotential  # noqa: E402
 from .report import energy_report  # noqa: E402
-from .serialization import deserialize_system, serialize_system  # noqa: E402
+from .serialization import deserialize_system, install_safe_copies, serialize_system  # noqa: E402
+
+install_safe_copies()
 
 __version__ = "0.1.0"
 

@@ -5,6 +5,12 @@
 binary mismatch between the two wheels, reproduced with a trivial model). :func:`deserialize_system` reads the same
 XML without touching that code path: it lifts the TorchForce elements out, lets OpenMM deserialize the rest, and
 rebuilds each TorchForce from its embedded model, parameters and properties in Python.
+
+The same crash hits ``XmlSerializer.clone`` and so ``copy.deepcopy`` of a TorchForce or of a System holding one
+(openmm-ml's interpolation deep-copies forces), and ``copy.copy/deepcopy`` of such a System fails.
+:func:`install_safe_copies`, run on ``import openmm_tensornet``, routes exactly those cases of
+``XmlSerializer.clone`` / ``deserialize`` / ``deserializeSystem`` and ``System.__copy__`` through the code here and
+leaves every other object to OpenMM.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ def deserialize_system(xml: str) -> openmm.System:
                 lifted.append((position, element))
         for _, element in lifted:
             forces.remove(element)
-    system = openmm.XmlSerializer.deserialize(ElementTree.tostring(root, encoding="unicode"))
+    system = openmm.XmlSerializer.deserialize(ElementTree.tostring(root, encoding="unicode"))  # no TorchForce left
     if not lifted:
         return system
     others = [openmm.XmlSerializer.clone(system.getForce(k)) for k in range(system.getNumForces())]
@@ -67,3 +73,62 @@ def deserialize_system(xml: str) -> openmm.System:
     for position in range(len(others) + len(rebuilt)):
         system.addForce(rebuilt[position] if position in rebuilt else next(iterator))
     return system
+
+
+def _is_torch_force_xml(text: str) -> bool:
+    return 'type="TorchForce"' in text
+
+
+def _may_hold_torch_force(obj) -> bool:
+    """Cheap test first: plugin forces come back from ``System.getForce`` as plain ``openmm.Force``."""
+    if isinstance(obj, openmm.System):
+        return any(type(force).__name__ in ("Force", "TorchForce") for force in obj.getForces())
+    return isinstance(obj, openmm.Force) and type(obj).__name__ in ("Force", "TorchForce")
+
+
+def _deserialize_any(text: str):
+    root = ElementTree.fromstring(text)
+    if root.tag == "System":
+        return deserialize_system(text)
+    if root.tag == "Force" and root.get("type") == "TorchForce":
+        return _torch_force(root)
+    raise ValueError(f"cannot deserialize a {root.tag} holding a TorchForce.")
+
+
+def install_safe_copies() -> None:
+    """Make ``XmlSerializer.clone`` / ``deserialize`` (and so ``copy.deepcopy``) safe for TorchForces."""
+    serializer = openmm.XmlSerializer
+    if getattr(serializer.clone, "_openmm_tensornet", False):
+        return
+    original_clone, original_deserialize = serializer.clone, serializer.deserialize
+    original_deserialize_system = serializer.deserializeSystem
+
+    def clone(obj):
+        if _may_hold_torch_force(obj):
+            text = serializer.serialize(obj)
+            if _is_torch_force_xml(text):
+                return _deserialize_any(text)
+        return original_clone(obj)
+
+    def deserialize(text):
+        return _deserialize_any(text) if _is_torch_force_xml(text) else original_deserialize(text)
+
+    def deserializeSystem(text):  # noqa: N802 - OpenMM's name
+        return deserialize_system(text) if _is_torch_force_xml(text) else original_deserialize_system(text)
+
+    for function, original in ((clone, original_clone), (deserialize, original_deserialize),
+                               (deserializeSystem, original_deserialize_system)):
+        function._openmm_tensornet = True
+        function.__doc__ = original.__doc__
+    serializer.clone = staticmethod(clone)
+    serializer.deserialize = staticmethod(deserialize)
+    serializer.deserializeSystem = staticmethod(deserializeSystem)
+
+    # System.__copy__ is C++ and rejects TorchForce XML ("Unknown property 'encodedFileContents'").
+    original_copy = openmm.System.__copy__
+
+    def system_copy(self):
+        return clone(self) if _may_hold_torch_force(self) else original_copy(self)
+
+    openmm.System.__copy__ = system_copy
+    openmm.System.__deepcopy__ = lambda self, memo: system_copy(self)

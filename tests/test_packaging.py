@@ -21,7 +21,7 @@ except ModuleNotFoundError:  # Python 3.10
     from pip._vendor import tomli as tomllib
 
 # pip name -> conda-forge name
-CONDA_NAMES = {"torch": "pytorch", "openmmtorch": "openmm-torch"}
+CONDA_NAMES = {"torch": "pytorch", "openmmtorch": "openmm-torch", "openmmml": "openmm-ml"}
 
 
 def _split(requirement: str):
