@@ -39,7 +39,7 @@ def test_capacity_gives_the_same_energy_and_forces(static):
         pos = x.clone().requires_grad_(True)
         energy = module(pos, box)
         (gradient,) = torch.autograd.grad(energy, pos)
-        results.append((float(energy), gradient))
+        results.append((float(energy.detach()), gradient))
     assert results[1][0] == pytest.approx(results[0][0], rel=1e-12)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-10, atol=1e-10)
 
@@ -238,3 +238,35 @@ def test_dipole_of_massless_elements_is_finite():
     # About the geometric centre: charges (summing to 1) times positions relative to it, plus atomic dipoles.
     shifted = model(z, pos + 3.0, total_charge=torch.tensor([1.0], dtype=torch.float64))
     torch.testing.assert_close(shifted.dipole, out.dipole, rtol=1e-10, atol=1e-10)
+
+
+def test_the_region_never_interacts_with_its_own_images():
+    """A box so small that the region's images lie within the cutoff: the energy must still be the isolated one.
+
+    The periodic energy (the central copy's atomic energies in a 5x5x5 supercell, deep enough for two interaction
+    layers) differs, so a region evaluated with images would fail this test."""
+    model = small_model(22)  # cutoff 4 A, 2 layers
+    positions = np.array([[0.20, 0.20, 0.20], [0.33, 0.22, 0.20], [0.25, 0.30, 0.31]])  # nm
+    side = 0.5  # nm: the region spans < half of it, yet its images come within the 0.4 nm cutoff
+    z = [6, 8, 7]
+    system = openmm.System()
+    for _ in range(4):
+        system.addParticle(12.0)
+    system.setDefaultPeriodicBoxVectors(openmm.Vec3(side, 0, 0), openmm.Vec3(0, side, 0), openmm.Vec3(0, 0, side))
+    system.addForce(create_torch_force(model, z, [0, 1, 2], uses_box=True, num_particles=4))
+    all_positions = np.vstack([positions, [[0.5, 0.5, 0.5]]])
+    energy, _ = evaluate(system, all_positions)
+
+    kj = 96.48533212331002  # eV -> kJ/mol
+    x = torch.tensor(positions * 10, dtype=torch.float64)
+    isolated = float(model(torch.tensor(z), x).energy.sum()) * kj
+    shifts = torch.tensor([[i, j, k] for i in range(-2, 3) for j in range(-2, 3) for k in range(-2, 3)],
+                          dtype=torch.float64) * side * 10
+    supercell = (x.unsqueeze(0) + shifts.unsqueeze(1)).reshape(-1, 3)
+    centre = int(((shifts == 0).all(dim=1)).nonzero()) * 3
+    atoms = model(torch.tensor(z * len(shifts)), supercell).atom_energy
+    periodic = float(atoms[centre:centre + 3].sum()) * kj
+    image_distance = side * 10 - float(torch.cdist(x, x).max())
+    assert image_distance < model.cutoff_upper  # images are inside the cutoff ...
+    assert abs(periodic - isolated) > 1.0  # ... and would change the energy
+    assert energy == pytest.approx(isolated, rel=1e-10)

@@ -78,7 +78,7 @@ def test_so3_model_without_interactions_is_reflection_invariant():
     assert_close(model(z, pos @ mirror.T).energy, model(z, pos).energy, 1e-10, "energy")
 
 
-@pytest.mark.parametrize("settings", VARIANTS[:6])
+@pytest.mark.parametrize("settings", VARIANTS)
 def test_translation_and_permutation_invariance(settings):
     dtype = _dtype(settings)
     tol = TOLERANCES[dtype]
@@ -190,7 +190,9 @@ def test_periodic_images_are_equivalent():
     image = model(z, moved, box=box, compute_forces=True)
     assert_close(image.energy, plain.energy, 1e-12, "energy")
     assert_close(image.forces, plain.forces, 1e-10, "forces")
-    assert float((plain.energy - model(z, pos).energy).abs().detach()) > 0, "the box adds interactions across the boundary"
+    isolated = model(z, pos).energy
+    gap = float((plain.energy - isolated).abs().detach())
+    assert gap > 1e-3 * float(isolated.abs().detach()), "the box adds interactions across the boundary"
 
 
 def test_scripted_model_gives_the_same_results():

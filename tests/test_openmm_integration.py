@@ -133,13 +133,31 @@ def test_mixed_system_xml_keeps_force_order_and_groups():
 
 
 def test_upstream_deserializer_still_crashes(tmp_path):
-    """Why deserialize_system exists: with the openmm 8.6.1 + openmmtorch 1.5 wheels, XmlSerializer.deserialize of a
-    TorchForce kills the process. When this test fails, upstream is fixed and the workaround can go."""
-    system = pure_system(small_model(), [6, 8])
-    (tmp_path / "system.xml").write_text(serialize_system(system))
-    script = f"import openmm_tensornet, openmm\nopenmm.XmlSerializer.deserialize(open(r'{tmp_path / 'system.xml'}').read())\n"
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    """Why deserialize_system / install_safe_copies exist: with the openmm 8.6.1 + openmmtorch 1.5 wheels,
+    XmlSerializer.deserialize of any TorchForce kills the process. When the first half fails, upstream is fixed and
+    the workaround can go; the second half shows that after ``import openmm_tensornet`` the same call works."""
+    script = """
+import sys, torch, openmm, openmmtorch
+class Energy(torch.nn.Module):
+    def forward(self, positions):
+        return (positions ** 2).sum()
+system = openmm.System(); system.addParticle(1.0)
+system.addForce(openmmtorch.TorchForce(torch.jit.script(Energy())))
+xml = openmm.XmlSerializer.serialize(system)
+if sys.argv[1] == "fixed":
+    import openmm_tensornet
+copy = openmm.XmlSerializer.deserialize(xml)
+context = openmm.Context(copy, openmm.VerletIntegrator(1.0), openmm.Platform.getPlatformByName("Reference"))
+context.setPositions([openmm.Vec3(0.1, 0.2, 0.3)])
+print(context.getState(getEnergy=True).getPotentialEnergy()._value)
+"""
+    path = tmp_path / "deserialize.py"  # (TorchScript needs the source in a file)
+    path.write_text(script)
+    result = subprocess.run([sys.executable, str(path), "upstream"], capture_output=True, text=True)
     assert result.returncode == -11, result.stderr[-2000:]
+    result = subprocess.run([sys.executable, str(path), "fixed"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.split()[-1]) == pytest.approx(0.14, rel=1e-6)
 
 
 def test_nve_energy_is_conserved():
@@ -312,3 +330,22 @@ def test_energy_report_splits_a_mixed_system(capsys):
     assert parts == pytest.approx(report["total"], rel=1e-9)
     assert report["total"] == pytest.approx(evaluate(mixed, positions)[0], rel=1e-12)
     assert [f.getForceGroup() for f in mixed.getForces()].count(1) == 1  # the input system is untouched
+
+
+@pytest.mark.parametrize("energy_unit, length_unit", [("eV", "angstrom"), ("kcal/mol", "nm"), ("hartree", "bohr")])
+def test_units_are_converted_with_openmm_constants(energy_unit, length_unit):
+    """Expected values from openmm.unit, not from the package's own tables."""
+    to_kj = {"eV": (1.0 * unit.elementary_charge * unit.volt * unit.AVOGADRO_CONSTANT_NA).value_in_unit(KJ),
+             "kcal/mol": (1.0 * unit.kilocalorie_per_mole).value_in_unit(KJ),
+             "hartree": (4.3597447222071e-18 * unit.joule * unit.AVOGADRO_CONSTANT_NA).value_in_unit(KJ)}[energy_unit]
+    per_nm = {"angstrom": (1.0 * unit.nanometer).value_in_unit(unit.angstrom), "nm": 1.0,
+              "bohr": 1.0 / 0.0529177210903}[length_unit]
+    model = small_model(23, energy_unit=energy_unit, length_unit=length_unit, cutoff_upper=4.0 / 10 * per_nm)
+    z, positions_angstrom = random_molecule(9, seed=3)
+    positions = positions_angstrom.numpy() / 10.0
+    energy, forces = evaluate(pure_system(model, z.tolist()), positions)
+    x = torch.tensor(positions * per_nm, dtype=torch.float64, requires_grad=True)
+    out = model(z, x)
+    (gradient,) = torch.autograd.grad(out.energy.sum(), x)
+    assert energy == pytest.approx(float(out.energy.sum()) * to_kj, rel=1e-10)
+    np.testing.assert_allclose(forces, -gradient.numpy() * to_kj * per_nm, rtol=1e-8, atol=1e-8 * np.abs(forces).max())

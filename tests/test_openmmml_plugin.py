@@ -91,7 +91,16 @@ def test_a_torchmdnet_checkpoint_through_openmmml(tmp_path):
     assert evaluate(theirs, positions)[0] == pytest.approx(float(energy.sum()) * 96.48533212331002, rel=1e-4)
 
 
-def test_bad_arguments_are_named(checkpoint):
+def test_bad_arguments_are_named(checkpoint, tmp_path):
+    import torch
+
+    future = torch.load(checkpoint, weights_only=True)
+    future["format_version"] = 99
+    torch.save(future, tmp_path / "future.pt")
+    for make in (lambda: MLPotential("tensornet", modelPath=str(tmp_path / "future.pt")),
+                 lambda: TensorNetPotential(tmp_path / "future.pt")):
+        with pytest.raises(ValueError, match="format version 99 .* upgrade openmm-tensornet"):
+            make()
     topology, system, positions = alanine_dipeptide()
     with pytest.raises(TypeError, match=r"unexpected arguments \['precision'\]"):
         MLPotential("tensornet", modelPath=str(checkpoint)).createSystem(topology, precision="double")
