@@ -40,6 +40,38 @@ def _build_ops() -> int:
     return 0
 
 
+def _generate(args) -> int:
+    from .data import DataError
+    from .datagen import generate_data
+
+    try:
+        paths = generate_data(args.inputs, args.output, frames=args.frames, stride=args.stride,
+                              perturbations=args.perturbations, temperature=args.temperature,
+                              displacement=args.displacement, workers=args.workers, seed=args.seed, charge=args.charge)
+    except (DataError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{len(paths)} molecules in {args.output}")
+    return 0
+
+
+def _train(args) -> int:
+    from .data import DataError
+    from .training import TrainingConfig, train
+
+    try:
+        config = TrainingConfig.from_yaml(args.config)
+        if args.no_resume:
+            config.resume = False
+        result = train(config)
+    except (DataError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"model: {result.output / 'model.pt'} ({result.epochs_run} epochs, stopped by {result.stopped}); "
+          f"report: {result.output / 'metrics.md'}")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="openmm-tensornet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -47,11 +79,30 @@ def main(argv: Optional[List[str]] = None) -> int:
     commands.add_parser("build-ops", help="compile the neighbour-list ops now (with the full build log)")
     simulate = commands.add_parser("simulate", help="run ML/MM molecular dynamics from a PDB file")
     simulate.add_argument("input", help="PDB file")
+    generate = commands.add_parser(
+        "generate-data", help="sample molecules and label them with GFN2-xTB (tblite) into a data set directory")
+    generate.add_argument("inputs", nargs="+", help="PDB, SDF/MOL, XYZ or SMILES (.smi) files")
+    generate.add_argument("-o", "--output", required=True, help="data set directory (one .npz shard per molecule)")
+    generate.add_argument("--frames", type=int, default=20, help="MD frames kept per molecule (default 20)")
+    generate.add_argument("--stride", type=int, default=10, help="MD steps (0.5 fs) between kept frames (10)")
+    generate.add_argument("--perturbations", type=int, default=4, help="displaced copies per frame (4)")
+    generate.add_argument("--temperature", type=float, default=500.0, help="MD temperature in K (500)")
+    generate.add_argument("--displacement", type=float, default=0.05, help="displacement of the copies, Å (0.05)")
+    generate.add_argument("--charge", type=int, default=None, help="total charge (default: from the input)")
+    generate.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    generate.add_argument("--seed", type=int, default=0)
+    train = commands.add_parser("train", help="train a TensorNet model from a YAML configuration")
+    train.add_argument("config", help="YAML file with the keys of openmm_tensornet.training.TrainingConfig")
+    train.add_argument("--no-resume", action="store_true", help="start afresh even if OUTPUT/last.ckpt exists")
     args = parser.parse_args(argv)
     if args.command == "info":
         return _info()
     if args.command == "build-ops":
         return _build_ops()
+    if args.command == "generate-data":
+        return _generate(args)
+    if args.command == "train":
+        return _train(args)
     print(
         "coming in the simulate command: building and running an ML/MM simulation from a PDB file is not "
         "available in this version yet. Today you can evaluate TensorNet models from Python (see README.md).",

@@ -167,6 +167,17 @@ def _check_selection(atomic_numbers: Sequence[int], atoms: Optional[Sequence[int
     if unknown:
         raise ValueError(f"atomic numbers {unknown} are outside the model's range [1, {model.max_z - 1}]; this "
                          "model cannot describe those elements. Choose another ML region or model.")
+    covered = model.hparams.get("elements")
+    if covered is not None:
+        outside = sorted(set(numbers) - set(covered))
+        if outside:
+            from openmm.app.element import Element
+
+            def symbols(values):
+                return ", ".join(f"{Element.getByAtomicNumber(z).symbol} ({z})" for z in values)
+
+            raise ValueError(f"elements {symbols(outside)} are not covered by this model, which was trained on "
+                             f"{symbols(covered)}; leave those atoms out of the ML region or use another model.")
     if atoms is None:
         return numbers
     selection = [int(a) for a in atoms]

@@ -103,6 +103,7 @@ class TensorNet(nn.Module):
         dtype: Any = "float32",
         energy_unit: EnergyUnit = "eV",
         length_unit: LengthUnit = "angstrom",
+        elements: Optional[List[int]] = None,
     ):
         super().__init__()
         torch_dtype = parse_dtype(dtype)
@@ -127,7 +128,10 @@ class TensorNet(nn.Module):
             equivariance_group=equivariance_group, energy_head_hidden_layers=int(energy_head_hidden_layers),
             dipole_head=bool(dipole_head), polarizability_head=bool(polarizability_head),
             dtype=dtype_name(torch_dtype), energy_unit=energy_unit, length_unit=length_unit,
+            elements=None if elements is None else sorted({int(z) for z in elements}),
         )
+        if elements is not None and any(not 1 <= int(z) < int(max_z) for z in elements):
+            raise ValueError(f"elements must be atomic numbers in [1, {int(max_z) - 1}]; got {elements}.")
         self.cutoff_lower = float(cutoff_lower)
         self.cutoff_upper = float(cutoff_upper)
         self.max_z = int(max_z)

@@ -1,0 +1,204 @@
+"""Reference data (GFN2-xTB through tblite), the on-disk format and its readers, and training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from openmm_tensornet import load_model
+from openmm_tensornet.data import DataError, Molecule, read_dataset, read_extxyz, read_molecule, write_molecule
+from openmm_tensornet.datagen import XTB, Structure, generate_data, load_structures, sample_and_label
+from openmm_tensornet.training import TrainingConfig, fit_atomrefs, split_records, train
+
+pytest.importorskip("tblite")
+pytest.importorskip("rdkit")
+
+SMILES = "O water\nCO methanol\nC[NH3+] methylammonium\nCC(=O)[O-] acetate\nCF fluoromethane\nCCl chloromethane\n"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    (folder / "molecules.smi").write_text(SMILES)
+    generate_data([folder / "molecules.smi"], folder / "set", frames=6, stride=4, perturbations=3, workers=2,
+                  log=lambda *_: None)
+    return folder / "set"
+
+
+def test_xtb_labels_are_consistent_forces_and_units():
+    """Forces are minus the gradient of the energy (central differences), in eV and Å."""
+    structure = load_structures_from_smiles("CO methanol")
+    xtb = XTB(structure.z, structure.positions, structure.charge)
+    energy, forces, dipole = xtb(structure.positions)
+    step = 1e-4
+    for atom, axis in ((0, 0), (2, 1), (5, 2)):
+        moved = structure.positions.copy()
+        moved[atom, axis] += step
+        plus = xtb(moved)[0]
+        moved[atom, axis] -= 2 * step
+        minus = xtb(moved)[0]
+        assert forces[atom, axis] == pytest.approx(-(plus - minus) / (2 * step), rel=1e-4, abs=1e-4)
+    # GFN2-xTB total energy of methanol is about -8.24 hartree = -224 eV; its dipole is 1.5-1.9 D (0.3-0.4 e·Å).
+    assert -230 < energy < -215
+    assert 0.25 < np.linalg.norm(dipole) < 0.45
+
+
+def load_structures_from_smiles(line, tmp=None):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "one.smi"
+        path.write_text(line + "\n")
+        return load_structures(path)[0]
+
+
+def test_generated_data_set(dataset):
+    molecules = read_dataset(dataset)
+    assert sorted(m.name for m in molecules) == sorted(line.split()[1] for line in SMILES.splitlines())
+    for molecule in molecules:
+        assert len(molecule) == 6 * (1 + 3)
+        assert molecule.method.startswith("GFN2-xTB (tblite")
+        assert molecule.dipole.shape == (len(molecule), 3)
+        assert np.ptp(molecule.energy) > 0.05  # the configurations really differ
+    charges = {m.name: m.charge for m in molecules}
+    assert charges["acetate"] == -1 and charges["methylammonium"] == 1 and charges["water"] == 0
+
+
+def test_generation_resumes(dataset, tmp_path):
+    import shutil
+
+    copy = tmp_path / "set"
+    shutil.copytree(dataset, copy)
+    (copy / "water.npz").unlink()
+    (copy / "methanol.npz").write_bytes(b"truncated")
+    before = read_molecule(copy / "acetate.npz")
+    lines = []
+    (tmp_path / "molecules.smi").write_text(SMILES)
+    generate_data([tmp_path / "molecules.smi"], copy, frames=6, stride=4, perturbations=3, workers=1,
+                  log=lines.append)
+    assert sum("already done" in line for line in lines) == 4
+    assert any(line.startswith("methanol: redoing an unreadable shard") for line in lines)
+    assert len(read_molecule(copy / "water.npz")) == 24
+    assert np.array_equal(read_molecule(copy / "acetate.npz").positions, before.positions)
+
+
+def test_shards_and_extxyz_round_trip(dataset, tmp_path):
+    from ase import Atoms
+    from ase.io import write
+
+    original = read_molecule(dataset / "acetate.npz")
+    write_molecule(original, tmp_path / "copy.npz")
+    again = read_molecule(tmp_path / "copy.npz")
+    for key in ("z", "positions", "energy", "forces", "dipole"):
+        assert np.array_equal(getattr(again, key), getattr(original, key))
+    assert (again.name, again.charge, again.method) == (original.name, original.charge, original.method)
+
+    frames = []
+    for k in range(len(original)):
+        atoms = Atoms(numbers=original.z, positions=original.positions[k])
+        atoms.info["energy"] = original.energy[k] * 23.060547830619  # eV -> kcal/mol
+        atoms.info["charge"] = -1
+        atoms.arrays["forces"] = original.forces[k] * 23.060547830619
+        frames.append(atoms)
+    write(tmp_path / "data.extxyz", frames, format="extxyz")
+    (read,) = read_extxyz(tmp_path / "data.extxyz", energy_unit="kcal/mol")
+    np.testing.assert_allclose(read.energy, original.energy, rtol=1e-9)
+    np.testing.assert_allclose(read.forces, original.forces, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(read.positions, original.positions, atol=1e-7)
+    assert read.charge == -1
+
+
+def test_bad_data_names_the_file_and_record(dataset, tmp_path):
+    good = read_molecule(dataset / "water.npz")
+    broken = Molecule(**{**good.__dict__, "source": ""})
+    broken.forces = broken.forces.copy()
+    broken.forces[7, 1, 2] = np.nan
+    with pytest.raises(DataError, match="water: record 7 has NaN or infinite forces"):
+        write_molecule(broken, tmp_path / "x.npz")
+    np.savez(tmp_path / "shapes.npz", z=good.z, positions=good.positions, energy=good.energy,
+             forces=good.forces[:, :2])
+    with pytest.raises(DataError, match=r"shapes.npz: forces has shape \(24, 2, 3\) but 24 records of 3 atoms"):
+        read_molecule(tmp_path / "shapes.npz")
+    np.savez(tmp_path / "element.npz", z=np.array([8, 1, 0]), positions=good.positions, energy=good.energy,
+             forces=good.forces)
+    with pytest.raises(DataError, match=r"element.npz: unknown element\(s\) with atomic number \[0\]"):
+        read_molecule(tmp_path / "element.npz")
+    (tmp_path / "junk.npz").write_text("not a zip")
+    with pytest.raises(DataError, match="junk.npz: cannot be read as a data shard"):
+        read_molecule(tmp_path / "junk.npz")
+    with pytest.raises(DataError, match="no such file"):
+        read_dataset(tmp_path / "missing")
+    (tmp_path / "bad.smi").write_text("C1CC invalid\n")
+    with pytest.raises(DataError, match="line 1: RDKit cannot parse"):
+        load_structures(tmp_path / "bad.smi")
+
+
+def test_split_keeps_molecules_together(dataset):
+    molecules = read_dataset(dataset)
+    config = TrainingConfig(data=str(dataset), split=(0.6, 0.2, 0.2))
+    parts = split_records(molecules, config)
+    names = [{molecules[r.molecule].name for r in part} for part in parts]
+    assert all(names) and not (names[0] & names[1]) and not (names[0] & names[2]) and not (names[1] & names[2])
+    assert sum(len(p) for p in parts) == sum(len(m) for m in molecules)
+
+
+def test_atomrefs_reproduce_exact_compositions():
+    rng = np.random.default_rng(0)
+    refs = {1: -13.6, 6: -1030.0, 8: -2040.0}
+    molecules = []
+    for name, z in (("a", [8, 1, 1]), ("b", [6, 1, 1, 1, 1]), ("c", [6, 8, 1, 1, 1, 1]), ("d", [6, 6, 1, 1])):
+        energy = np.array([sum(refs[v] for v in z)] * 3)
+        molecules.append(Molecule(name, np.array(z), rng.normal(size=(3, len(z), 3)), energy,
+                                  np.zeros((3, len(z), 3))))
+    from openmm_tensornet.training import Record
+
+    records = [Record(m, r) for m in range(4) for r in range(3)]
+    fitted = fit_atomrefs(molecules, records, 10)
+    for z, value in refs.items():
+        assert float(fitted[z]) == pytest.approx(value, rel=1e-9)
+
+
+def tiny_config(dataset, output, **overrides):
+    settings = dict(data=str(dataset), output=str(output), model=dict(hidden_channels=16, num_layers=1, num_rbf=8,
+                                                                      cutoff_upper=4.0, max_z=18),
+                    epochs=6, batch_size=8, lr=3e-3, warmup_steps=4, split_by="record", split=(0.7, 0.15, 0.15),
+                    progress=False, threads=1, seed=3)
+    settings.update(overrides)
+    return TrainingConfig(**settings)
+
+
+def test_training_lowers_the_validation_force_error(dataset, tmp_path):
+    result = train(tiny_config(dataset, tmp_path / "run", epochs=12))
+    first = result.history[0]["val_forces_mae_meV_per_A"]
+    best = min(row["val_forces_mae_meV_per_A"] for row in result.history)
+    assert best < 0.6 * first, (first, best)
+    for name in ("model.pt", "last.ckpt", "metrics.md", "history.csv", "learning_curve.png"):
+        assert (tmp_path / "run" / name).exists()
+    model = load_model(tmp_path / "run" / "model.pt")
+    assert model.hparams["elements"] == [1, 6, 7, 8, 9, 17]
+    assert model.hparams["energy_unit"] == "eV" and model.hparams["length_unit"] == "angstrom"
+    assert "| test |" in (tmp_path / "run" / "metrics.md").read_text()
+
+
+def test_resume_reproduces_the_uninterrupted_run(dataset, tmp_path):
+    straight = train(tiny_config(dataset, tmp_path / "straight", epochs=4))
+    train(tiny_config(dataset, tmp_path / "resumed", epochs=2))
+    resumed = train(tiny_config(dataset, tmp_path / "resumed", epochs=4))
+    assert [row["val_loss"] for row in resumed.history] == [row["val_loss"] for row in straight.history]
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match="another configuration"):
+        train(tiny_config(dataset, tmp_path / "resumed", epochs=5, lr=1e-2))
+
+
+def test_config_errors_are_clear(tmp_path, dataset):
+    (tmp_path / "c.yaml").write_text("data: x\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match=r"unknown keys \['learning_rate'\]"):
+        TrainingConfig.from_yaml(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("epochs: 3\n")
+    with pytest.raises(ValueError, match="'data' .* is required"):
+        TrainingConfig.from_yaml(tmp_path / "d.yaml")
+    with pytest.raises(ValueError, match="split_by must be"):
+        train(tiny_config(dataset, tmp_path / "x", split_by="atom"))
