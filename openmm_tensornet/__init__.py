@@ -4,7 +4,7 @@ from .abi import check_torch_abi
 
 check_torch_abi()
 
-from .checkpoint import load_model, save_model  # noqa: E402
+from .checkpoint import load_default_model, load_model, save_model  # noqa: E402
 from .model import TensorNet, TensorNetOutput  # noqa: E402
 from .neighbors import NeighborPairs, neighbor_pairs, neighbor_pairs_reference  # noqa: E402
 from .ops import load_ops, ops_status  # noqa: E402
@@ -19,6 +19,7 @@ from .report import energy_report  # noqa: E402
 from .serialization import deserialize_system, install_safe_copies, serialize_system  # noqa: E402
 
 install_safe_copies()
+from .training import TrainingConfig, train  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -28,11 +29,13 @@ __all__ = [
     "TensorNetOutput",
     "TensorNetPotential",
     "TorchForceModule",
+    "TrainingConfig",
     "check_torch_abi",
     "create_torch_force",
     "deserialize_system",
     "energy_report",
     "export_torchscript",
+    "load_default_model",
     "load_model",
     "load_ops",
     "neighbor_pairs",
@@ -40,4 +43,5 @@ __all__ = [
     "ops_status",
     "save_model",
     "serialize_system",
+    "train",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
+from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 import torch
@@ -123,3 +124,17 @@ def load_model(
         checkpoint = _read(path)
     model = model_from_checkpoint(checkpoint, energy_unit, length_unit, torchmdnet_warp, torchmdnet_old_layout)
     return model.to(device) if device is not None else model
+
+
+DEFAULT_MODEL = Path(__file__).parent / "models" / "default.pt"
+
+
+def load_default_model(device: Optional[str] = None) -> TensorNet:
+    """The model shipped with openmm-tensornet (no download): TensorNet trained on GFN2-xTB energies and forces of
+    drug-like molecules and capped amino acids (H, C, N, O, F, S, Cl; neutral and charged). GFN2-xTB quality, not
+    DFT: see ``openmm_tensornet/models/default-metrics.md`` for its data and held-out accuracy, and
+    ``recipes/default_model/run.sh`` to rebuild it."""
+    if not DEFAULT_MODEL.exists():
+        raise FileNotFoundError(f"the default model {DEFAULT_MODEL} is missing from this installation; reinstall "
+                                "openmm-tensornet, or pass a model path (ours or a torchmd-net TensorNet .ckpt).")
+    return load_model(DEFAULT_MODEL, device=device)

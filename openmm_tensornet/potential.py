@@ -28,8 +28,9 @@ class TensorNetPotential:
 
     Parameters
     ----------
-    model : TensorNet, str or Path
-        A model, or the path of a checkpoint (ours or torchmd-net's, see :func:`openmm_tensornet.load_model`).
+    model : TensorNet, str, Path or None
+        A model, the path of a checkpoint (ours or torchmd-net's, see :func:`openmm_tensornet.load_model`), or
+        ``None`` for the shipped default model (GFN2-xTB quality, H C N O F S Cl; see ``load_default_model``).
 
     Examples
     --------
@@ -39,8 +40,9 @@ class TensorNetPotential:
 
     def __init__(self, model: Union[TensorNet, str, Path, None] = None):
         if model is None:
-            raise ValueError("no model given and no default model is shipped with this version yet; pass a "
-                             "TensorNet, or the path of a checkpoint (ours or a torchmd-net TensorNet .ckpt).")
+            from .checkpoint import load_default_model
+
+            model = load_default_model()
         if isinstance(model, (str, Path)):
             from .checkpoint import load_model
 

@@ -306,8 +306,6 @@ def test_bad_input_is_reported():
         potential.createMixedSystem(topology, system, [0, 1, 1])
     with pytest.raises(ValueError, match="outside the model's range"):
         TensorNetPotential(small_model(max_z=7)).createSystem(topology)
-    with pytest.raises(ValueError, match="no default model is shipped"):
-        TensorNetPotential()
     with pytest.raises(TypeError, match="must be a TensorNet or a checkpoint path"):
         TensorNetPotential(42)
     model = small_model(cutoff_upper=5.0)

@@ -21,7 +21,8 @@ except ModuleNotFoundError:  # Python 3.10
     from pip._vendor import tomli as tomllib
 
 # pip name -> conda-forge name
-CONDA_NAMES = {"torch": "pytorch", "openmmtorch": "openmm-torch", "openmmml": "openmm-ml"}
+CONDA_NAMES = {"torch": "pytorch", "openmmtorch": "openmm-torch", "openmmml": "openmm-ml", "tblite": "tblite-python",
+               "matplotlib": "matplotlib-base"}
 
 
 def _split(requirement: str):
