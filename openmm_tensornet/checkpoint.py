@@ -37,8 +37,13 @@ def _read(path: str) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # Lightning checkpoints pickle more than tensors and dicts (e.g. hyper-parameter containers).
-        # The user asked for this file explicitly; load it in full, as torchmd-net itself does.
-        return torch.load(path, map_location="cpu", weights_only=False)
+        # The user asked for this file explicitly; load it in full, as torchmd-net itself does, and say so.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        warnings.warn(f"{path} holds Python objects besides tensors (a Lightning checkpoint), so it was unpickled in "
+                      "full, which can run code stored in the file: load only checkpoints you trust. "
+                      "save_model(load_model(path), 'model.pt') writes a tensors-only copy.", UserWarning,
+                      stacklevel=4)
+        return checkpoint
 
 
 def model_from_checkpoint(

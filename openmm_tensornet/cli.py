@@ -77,6 +77,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="print the versions of openmm-tensornet and the libraries it runs on")
     commands.add_parser("build-ops", help="compile the neighbour-list ops now (with the full build log)")
+    commands.add_parser("doctor", help="check the installation end to end and print the fix for each problem")
     simulate = commands.add_parser("simulate", help="run ML/MM molecular dynamics from a PDB file")
     simulate.add_argument("input", help="PDB file")
     generate = commands.add_parser(
@@ -99,6 +100,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _info()
     if args.command == "build-ops":
         return _build_ops()
+    if args.command == "doctor":
+        from .doctor import doctor
+
+        return 1 if doctor() else 0
     if args.command == "generate-data":
         return _generate(args)
     if args.command == "train":

@@ -116,3 +116,22 @@ def test_command_line():
     simulate = subprocess.run([command, "simulate", "x.pdb"], capture_output=True, text=True, timeout=300)
     assert simulate.returncode == 2 and "coming in the simulate command" in simulate.stderr
     assert subprocess.run([command], capture_output=True, timeout=300).returncode == 2, "no sub-command is an error"
+
+
+def test_doctor_checks_the_installation():
+    from openmm_tensornet.doctor import doctor
+
+    lines = []
+    problems = doctor(show=lines.append)
+    text = "\n".join(lines)
+    assert problems == 0, text
+    for name in ("torch", "openmm", "openmmtorch", "compiled ops", "TorchForce on Reference", "TorchForce on CPU"):
+        assert any(line.startswith("[ok ] " + name) for line in lines), text
+    result = subprocess.run([sys.executable, "-m", "openmm_tensornet.cli", "doctor"], capture_output=True, text=True)
+    assert result.returncode == 0 and "no problems found" in result.stdout, result.stdout + result.stderr
+    import os
+
+    broken = subprocess.run([sys.executable, "-m", "openmm_tensornet.cli", "doctor"], capture_output=True, text=True,
+                            env={**os.environ, "OPENMM_TENSORNET_OPS": "reference"})
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert "[BAD] compiled ops" in broken.stdout and "fix: install g++ and ninja" in broken.stdout, broken.stdout
