@@ -79,7 +79,29 @@ def main(argv: Optional[List[str]] = None) -> int:
     commands.add_parser("build-ops", help="compile the neighbour-list ops now (with the full build log)")
     commands.add_parser("doctor", help="check the installation end to end and print the fix for each problem")
     simulate = commands.add_parser("simulate", help="run ML/MM molecular dynamics from a PDB file")
-    simulate.add_argument("input", help="PDB file")
+    simulate.add_argument("input", help="PDB file (with hydrogens, or use --fix)")
+    simulate.add_argument("--ml", default=None, help="mdtraj selection of the ML region (default: the residues the "
+                          "force field cannot template; else the solute; else everything)")
+    simulate.add_argument("--model", default=None, help="model file (ours or a torchmd-net .ckpt; default: shipped)")
+    simulate.add_argument("--forcefield", nargs="+", default=["amber14-all.xml", "amber14/tip3pfb.xml"])
+    simulate.add_argument("--ligand-forcefield", nargs="*", default=None, help="ffxml file(s) for the ligand")
+    simulate.add_argument("--fix", action="store_true", help="add missing atoms and hydrogens with pdbfixer")
+    simulate.add_argument("--solvate", action="store_true", help="add a water box with ions")
+    simulate.add_argument("--padding", type=float, default=1.0, help="solvent padding, nm (1.0)")
+    simulate.add_argument("--ionic-strength", type=float, default=0.15, help="molar (0.15)")
+    simulate.add_argument("--ml-charge", type=int, default=None, help="total charge of the ML region (default: "
+                          "from the MM charges, or 0 for a ligand without parameters)")
+    simulate.add_argument("--steps", type=int, default=10000, help="total MD steps (10000)")
+    simulate.add_argument("--timestep", type=float, default=1.0, help="fs (1.0; no constraints in the ML region)")
+    simulate.add_argument("--temperature", type=float, default=300.0, help="K (300)")
+    simulate.add_argument("--pressure", type=float, default=None, help="bar: NPT with a Monte Carlo barostat")
+    simulate.add_argument("--platform", default="CPU", help="OpenMM platform (CPU)")
+    simulate.add_argument("--precision", default=None, help="single, mixed or double (CUDA/OpenCL)")
+    simulate.add_argument("--output", default=None, help="output directory (default: INPUT-stem_md)")
+    simulate.add_argument("--report-interval", type=int, default=100, help="steps between frames/log lines (100)")
+    simulate.add_argument("--checkpoint-interval", type=int, default=1000, help="steps between checkpoints (1000)")
+    simulate.add_argument("--restart", action="store_true", help="continue the run in --output from its checkpoint")
+    simulate.add_argument("--seed", type=int, default=0)
     generate = commands.add_parser(
         "generate-data", help="sample molecules and label them with GFN2-xTB (tblite) into a data set directory")
     generate.add_argument("inputs", nargs="+", help="PDB, SDF/MOL, XYZ or SMILES (.smi) files")
@@ -108,12 +130,39 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _generate(args)
     if args.command == "train":
         return _train(args)
-    print(
-        "coming in the simulate command: building and running an ML/MM simulation from a PDB file is not "
-        "available in this version yet. Today you can evaluate TensorNet models from Python (see README.md).",
-        file=sys.stderr,
-    )
-    return 2
+    return _simulate(args)
+
+
+def _simulate(args) -> int:
+    from pathlib import Path
+
+    from .simulate import SimulationError, build_simulation, restart_simulation, run
+
+    output = Path(args.output or (Path(args.input).stem + "_md"))
+    try:
+        if args.restart:
+            simulation = restart_simulation(output, args.platform, args.precision)
+            print(f"restarting from step {simulation.currentStep} in {output}")
+        else:
+            from .potential import TensorNetPotential
+
+            simulation = build_simulation(
+                args.input, output, temperature=args.temperature, timestep_fs=args.timestep,
+                pressure=args.pressure, platform=args.platform, precision=args.precision, seed=args.seed,
+                ml=args.ml, forcefield=args.forcefield, ligand_forcefield=args.ligand_forcefield, fix=args.fix,
+                solvate=args.solvate, padding=args.padding, ionic_strength=args.ionic_strength,
+                ml_charge=args.ml_charge, potential=TensorNetPotential(args.model))
+            setup = simulation.setup
+            print(f"{setup.topology.getNumAtoms()} atoms, ML region {len(setup.ml_atoms)} atoms (charge "
+                  f"{setup.ml_charge:+d}){', pure ML' if setup.pure_ml else ''}")
+            for note in setup.notes:
+                print(f"note: {note}")
+        summary = run(simulation, args.steps, output, args.report_interval, args.checkpoint_interval)
+    except (SimulationError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{summary['steps']} steps, {summary['ns_per_day']:.2f} ns/day; outputs in {output}/ (summary.md)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -163,10 +163,6 @@ def _check_selection(atomic_numbers: Sequence[int], atoms: Optional[Sequence[int
     numbers = [int(z) for z in atomic_numbers]
     if len(numbers) == 0:
         raise ValueError("atomic_numbers is empty: the ML region must contain at least one atom.")
-    unknown = sorted({z for z in numbers if z < 1 or z >= model.max_z})
-    if unknown:
-        raise ValueError(f"atomic numbers {unknown} are outside the model's range [1, {model.max_z - 1}]; this "
-                         "model cannot describe those elements. Choose another ML region or model.")
     covered = model.hparams.get("elements")
     if covered is not None:
         outside = sorted(set(numbers) - set(covered))
@@ -178,6 +174,10 @@ def _check_selection(atomic_numbers: Sequence[int], atoms: Optional[Sequence[int
 
             raise ValueError(f"elements {symbols(outside)} are not covered by this model, which was trained on "
                              f"{symbols(covered)}; leave those atoms out of the ML region or use another model.")
+    unknown = sorted({z for z in numbers if z < 1 or z >= model.max_z})
+    if unknown:
+        raise ValueError(f"atomic numbers {unknown} are outside the model's range [1, {model.max_z - 1}]; this "
+                         "model cannot describe those elements. Choose another ML region or model.")
     if atoms is None:
         return numbers
     selection = [int(a) for a in atoms]

@@ -468,6 +468,10 @@ class _NoBar:
         pass
 
 
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _write_reports(output: Path, history, test_metrics, config, stopped, molecules, train_r, val_r, test_r) -> None:
     if history:
         with open(output / "history.csv", "w", newline="") as handle:
@@ -483,7 +487,7 @@ def _write_reports(output: Path, history, test_metrics, config, stopped, molecul
              "forces MAE (meV/Å) |", "|---|---|---|---|---|"]
     if best:
         lines.append(f"| validation (best epoch) | {best['val_energy_per_atom_mae_meV']:.2f} | "
-                     f"{best['val_energy_mae_meV']:.1f} | {best['val_conformational_energy_mae_meV_per_atom']:.2f} | "
+                     f"{best['val_energy_mae_meV']:.1f} | {_number(best.get('val_conformational_energy_mae_meV_per_atom'))} | "
                      f"{best['val_forces_mae_meV_per_A']:.1f} |")
     if test_metrics:
         lines.append(f"| test | {test_metrics['energy_per_atom_mae_meV']:.2f} | {test_metrics['energy_mae_meV']:.1f} | "
