@@ -282,6 +282,11 @@ def run(simulation, steps: int, output, report_interval: int = 100, checkpoint_i
             _atomic_checkpoint(simulation, checkpoint)
             since_checkpoint = 0
         bar.update(n)
+        elapsed = time.perf_counter() - began
+        if elapsed > 0:
+            done_ps = (simulation.currentStep - start_step) * simulation.integrator.getStepSize().value_in_unit(
+                unit.picosecond)
+            bar.set_postfix(ns_per_day=f"{done_ps / 1000 / elapsed * 86400:.2f}")
     bar.close()
     return _finish(simulation, output, start_step, time.perf_counter() - began)
 

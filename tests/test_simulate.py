@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import openmm.app as app
+import openmm.unit as unit
 import pytest
 
 from openmm_tensornet.simulate import SimulationError, build_simulation, prepare, restart_simulation, run
@@ -106,7 +107,7 @@ def write_pdb(path, names_elements_xyz, residue="LIG"):
         topology.addAtom(name, app.Element.getBySymbol(element), res)
         positions.append(xyz)
     with open(path, "w") as handle:
-        app.PDBFile.writeFile(topology, np.array(positions) * 0.1, handle)
+        app.PDBFile.writeFile(topology, np.array(positions, dtype=float) * 0.1 * unit.nanometer, handle)
     return path
 
 
@@ -122,6 +123,16 @@ def test_bad_inputs_are_clear(tmp_path):
                                                   ("H2", "H", (0, 1.0, 0))])
     with pytest.raises(SimulationError, match=r"atoms 0 \(LIG1:C1\) and 1 \(LIG1:H1\) are 0.30 Å apart"):
         prepare(overlap)
+    nan = write_pdb(tmp_path / "nan.pdb", [("C1", "C", (0, 0, 0)), ("H1", "H", (1.0, 0, 0)), ("H2", "H", (0, 1.0, 0))])
+    nan.write_text(nan.read_text().replace("   1.000   0.000   0.000", "     nan   0.000   0.000"))
+    with pytest.raises(SimulationError, match=r"atoms \[1\] have NaN or infinite coordinates"):
+        prepare(nan)
+    small = write_pdb(tmp_path / "small.pdb", [("C1", "C", (0, 0, 0)), ("H1", "H", (1.09, 0, 0)),
+                                               ("H2", "H", (-0.36, 1.03, 0)), ("H3", "H", (-0.36, -0.51, 0.89)),
+                                               ("H4", "H", (-0.36, -0.51, -0.89))])
+    small.write_text("CRYST1    8.000    8.000    8.000  90.00  90.00  90.00 P 1           1\n" + small.read_text())
+    with pytest.raises(SimulationError, match="smaller than twice the model's cutoff"):
+        prepare(small)
     bromine = write_pdb(tmp_path / "br.pdb", [("C1", "C", (0, 0, 0)), ("BR", "Br", (1.9, 0, 0)),
                                               ("H1", "H", (-0.4, 1.0, 0)), ("H2", "H", (-0.4, -0.5, 0.9)),
                                               ("H3", "H", (-0.4, -0.5, -0.9))])
