@@ -12,6 +12,7 @@ energy     [M]          float  total energy, eV
 forces     [M, N, 3]    float  forces (-dE/dr), eV/Å
 charge     []           float  total charge, e
 dipole     [M, 3]       float  optional: dipole moment, e·Å
+polarizability [M, 3, 3] float optional: polarisability tensor, Å^3
 name       []           str    the molecule's name (split keys: records of one name stay in one split)
 method     []           str    optional: how the labels were computed (e.g. "GFN2-xTB (tblite 0.8.0)")
 ========== ============ ====== ==================================================
@@ -50,6 +51,7 @@ class Molecule:
     charge: float = 0.0
     dipole: Optional[np.ndarray] = None
     method: str = ""
+    polarizability: Optional[np.ndarray] = None
     source: str = field(default="", compare=False)
 
     def __len__(self) -> int:
@@ -71,11 +73,13 @@ class Molecule:
         expected = {"positions": (m, n, 3), "forces": (m, n, 3)}
         if self.dipole is not None:
             expected["dipole"] = (m, 3)
+        if self.polarizability is not None:
+            expected["polarizability"] = (m, 3, 3)
         for key, shape in expected.items():
             got = np.shape(getattr(self, key))
             if got != shape:
                 raise DataError(f"{where}: {key} has shape {got} but {m} records of {n} atoms need {shape}.")
-        for key in ("positions", "energy", "forces", "dipole"):
+        for key in ("positions", "energy", "forces", "dipole", "polarizability"):
             values = getattr(self, key)
             if values is None:
                 continue
@@ -99,6 +103,8 @@ def write_molecule(molecule: Molecule, path: PathLike) -> Path:
         charge=np.asarray(float(molecule.charge)), name=np.asarray(molecule.name), method=np.asarray(molecule.method))
     if molecule.dipole is not None:
         arrays["dipole"] = np.asarray(molecule.dipole, dtype=np.float64)
+    if molecule.polarizability is not None:
+        arrays["polarizability"] = np.asarray(molecule.polarizability, dtype=np.float64)
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".partial.npz")
     os.close(handle)
     try:
@@ -123,7 +129,8 @@ def read_molecule(path: PathLike) -> Molecule:
                 positions=data["positions"], energy=data["energy"], forces=data["forces"],
                 charge=float(data["charge"]) if "charge" in data else 0.0,
                 dipole=data["dipole"] if "dipole" in data else None,
-                method=str(data["method"]) if "method" in data else "", source=str(path))
+                method=str(data["method"]) if "method" in data else "", source=str(path),
+                polarizability=data["polarizability"] if "polarizability" in data else None)
     except DataError:
         raise
     except Exception as error:  # noqa: BLE001 - not an npz, truncated, ...

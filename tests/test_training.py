@@ -202,3 +202,11 @@ def test_config_errors_are_clear(tmp_path, dataset):
         TrainingConfig.from_yaml(tmp_path / "d.yaml")
     with pytest.raises(ValueError, match="split_by must be"):
         train(tiny_config(dataset, tmp_path / "x", split_by="atom"))
+
+
+def test_dipole_targets_train_the_dipole_head(dataset, tmp_path):
+    result = train(tiny_config(dataset, tmp_path / "dipole", epochs=8, dipole_weight=5.0))
+    assert result.model.dipole is not None
+    first = result.history[0]["val_dipole_mae_eA"]
+    best = min(row["val_dipole_mae_eA"] for row in result.history)
+    assert best < 0.7 * first, (first, best)
