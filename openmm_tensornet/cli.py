@@ -102,6 +102,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     simulate.add_argument("--checkpoint-interval", type=int, default=1000, help="steps between checkpoints (1000)")
     simulate.add_argument("--restart", action="store_true", help="continue the run in --output from its checkpoint")
     simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--inpcrd", default=None, help="coordinates for an Amber .prmtop INPUT (whole system)")
+    simulate.add_argument("--xtc", action="store_true", help="write trajectory.xtc instead of trajectory.dcd")
     generate = commands.add_parser(
         "generate-data", help="sample molecules and label them with GFN2-xTB (tblite) into a data set directory")
     generate.add_argument("inputs", nargs="+", help="PDB, SDF/MOL, XYZ or SMILES (.smi) files")
@@ -151,13 +153,14 @@ def _simulate(args) -> int:
                 pressure=args.pressure, platform=args.platform, precision=args.precision, seed=args.seed,
                 ml=args.ml, forcefield=args.forcefield, ligand_forcefield=args.ligand_forcefield, fix=args.fix,
                 solvate=args.solvate, padding=args.padding, ionic_strength=args.ionic_strength,
-                ml_charge=args.ml_charge, potential=TensorNetPotential(args.model))
+                ml_charge=args.ml_charge, potential=TensorNetPotential(args.model), inpcrd=args.inpcrd)
             setup = simulation.setup
             print(f"{setup.topology.getNumAtoms()} atoms, ML region {len(setup.ml_atoms)} atoms (charge "
                   f"{setup.ml_charge:+d}){', pure ML' if setup.pure_ml else ''}")
             for note in setup.notes:
                 print(f"note: {note}")
-        summary = run(simulation, args.steps, output, args.report_interval, args.checkpoint_interval)
+        summary = run(simulation, args.steps, output, args.report_interval, args.checkpoint_interval,
+                      trajectory="xtc" if args.xtc else "dcd")
     except (SimulationError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

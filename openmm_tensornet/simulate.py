@@ -6,7 +6,7 @@ else the whole system (pure ML). MM: OpenMM's bundled Amber14 + TIP3P-FB by defa
 parameters gets generated nonbonded parameters for its ML/MM interactions (see
 :mod:`openmm_tensornet.ligand_parameters`), with a warning.
 
-Outputs (``output`` directory): ``trajectory.dcd``, ``log.csv`` (step, time, energies, temperature, speed),
+Outputs (``output`` directory): ``trajectory.dcd`` (or ``.xtc``), ``log.csv`` (step, time, energies, temperature, speed),
 ``checkpoint.chk`` (written only after a successful, finite stretch), ``system.xml`` and ``topology.pdb`` (what a
 restart rebuilds from), ``final.pdb`` and ``state.xml``, ``summary.md`` and ``summary.png`` (potential energy,
 temperature, ML-region RMSD over time).
@@ -96,12 +96,17 @@ def _label(atom) -> str:
 def prepare(input_path, ml: Optional[str] = None, forcefield: Sequence[str] = DEFAULT_FORCEFIELD,
             ligand_forcefield: Optional[Sequence[str]] = None, fix: bool = False, solvate: bool = False,
             padding: float = 1.0, ionic_strength: float = 0.15, ml_charge: Optional[int] = None,
-            potential=None) -> Setup:
-    """Read, check, (fix, solvate,) parameterise, and split a structure into ML and MM parts."""
+            potential=None, inpcrd=None) -> Setup:
+    """Read, check, (fix, solvate,) parameterise, and split a structure into ML and MM parts.
+
+    ``input_path`` is a PDB file, or an Amber ``.prmtop`` of the whole system with its coordinates in ``inpcrd``
+    (then the MM parameters, the ligand's included, come from the prmtop)."""
     from .potential import TensorNetPotential
 
     path = Path(input_path)
     notes: List[str] = []
+    if path.suffix.lower() in (".prmtop", ".parm7"):
+        return _prepare_amber(path, ml, inpcrd, ml_charge, potential)
     topology, positions = _load_structure(path, fix)
     _check_structure(topology, positions, path)
     ff = app.ForceField(*forcefield, *(ligand_forcefield or ()))
@@ -151,6 +156,42 @@ def prepare(input_path, ml: Optional[str] = None, forcefield: Sequence[str] = DE
     if generator is not None and generator.generated:
         notes.append(f"generated MM nonbonded parameters for {sorted(set(generator.generated))} (approximate)")
     return Setup(topology, positions, system, ml_atoms, charge, False, notes)
+
+
+STANDARD = {"ALA", "ARG", "ASN", "ASP", "ASH", "CYS", "CYX", "CYM", "GLN", "GLU", "GLH", "GLY", "HIS", "HID", "HIE",
+            "HIP", "ILE", "LEU", "LYS", "LYN", "MET", "PHE", "PRO", "SER", "THR", "TRP", "TYR", "VAL", "ACE", "NME",
+            "NH2", "A", "C", "G", "U", "DA", "DC", "DG", "DT"}
+
+
+def _prepare_amber(path: Path, ml, inpcrd, ml_charge, potential) -> Setup:
+    from .potential import TensorNetPotential
+
+    if not path.exists():
+        raise SimulationError(f"input file {path} does not exist.")
+    if inpcrd is None or not Path(inpcrd).exists():
+        raise SimulationError(f"an Amber prmtop needs its coordinates: pass --inpcrd FILE (got {inpcrd!r}).")
+    prmtop = app.AmberPrmtopFile(str(path))
+    coordinates = app.AmberInpcrdFile(str(inpcrd))
+    topology = prmtop.topology
+    if coordinates.boxVectors is not None:
+        topology.setPeriodicBoxVectors(coordinates.boxVectors)
+    positions = np.asarray(coordinates.getPositions().value_in_unit(unit.nanometer))
+    _check_structure(topology, positions, path)
+    # Residues that are neither standard biopolymer, water nor ions: the ligand.
+    ligands = sorted({r.name for r in topology.residues() if r.name not in STANDARD | WATER_AND_IONS})
+    ml_atoms = _select(topology, ml, ligands)
+    periodic = topology.getPeriodicBoxVectors() is not None
+    mm_system = prmtop.createSystem(nonbondedMethod=app.PME if periodic else app.NoCutoff,
+                                    nonbondedCutoff=1.0 * unit.nanometer, constraints=app.HBonds)
+    potential = potential or TensorNetPotential()
+    nonbonded = next(f for f in mm_system.getForces() if isinstance(f, openmm.NonbondedForce))
+    region_charge = sum(nonbonded.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge) for i in ml_atoms)
+    charge = int(ml_charge) if ml_charge is not None else int(round(region_charge))
+    if len(ml_atoms) == topology.getNumAtoms():
+        return Setup(topology, positions, potential.createSystem(topology, charge=charge), ml_atoms, charge, True,
+                     [f"MM parameters from {path.name}"])
+    system = potential.createMixedSystem(topology, mm_system, ml_atoms, charge=charge)
+    return Setup(topology, positions, system, ml_atoms, charge, False, [f"MM parameters from {path.name}"])
 
 
 def _select(topology: app.Topology, ml: Optional[str], unmatched: List[str]) -> List[int]:
@@ -240,7 +281,7 @@ def restart_simulation(output, platform: str = "CPU", precision: Optional[str] =
 
 
 def run(simulation, steps: int, output, report_interval: int = 100, checkpoint_interval: int = 1000,
-        progress: Optional[bool] = None) -> dict:
+        progress: Optional[bool] = None, trajectory: str = "dcd") -> dict:
     """Run until the simulation has done ``steps`` steps in total (a restarted one continues), writing the outputs.
 
     A non-finite energy stops the run with :class:`SimulationError` naming the step and the atoms with the largest
@@ -252,7 +293,10 @@ def run(simulation, steps: int, output, report_interval: int = 100, checkpoint_i
     if start_step >= steps:
         return _finish(simulation, output, start_step, 0.0)
     append = start_step > 0
-    simulation.reporters.append(app.DCDReporter(str(output / "trajectory.dcd"), report_interval, append=append))
+    if trajectory not in ("dcd", "xtc"):
+        raise SimulationError(f"trajectory format must be 'dcd' or 'xtc'; got {trajectory!r}.")
+    reporter = app.DCDReporter if trajectory == "dcd" else app.XTCReporter
+    simulation.reporters.append(reporter(str(output / f"trajectory.{trajectory}"), report_interval, append=append))
     simulation.reporters.append(app.StateDataReporter(
         str(output / "log.csv"), report_interval, step=True, time=True, potentialEnergy=True, kineticEnergy=True,
         totalEnergy=True, temperature=True, speed=True, append=append))
@@ -262,6 +306,12 @@ def run(simulation, steps: int, output, report_interval: int = 100, checkpoint_i
     last_good = simulation.context.getState(getPositions=True, getForces=True)
     chunk = max(1, min(report_interval, checkpoint_interval))
     since_checkpoint = 0
+    # ML models can dissociate a molecule without any NaN: watch the ML region's covalent bonds too.
+    region = set(simulation.setup.ml_atoms)
+    bonds = np.array([(b.atom1.index, b.atom2.index) for b in simulation.topology.bonds()
+                      if b.atom1.index in region and b.atom2.index in region], dtype=int).reshape(-1, 2)
+    start_positions = last_good.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    reference = np.linalg.norm(start_positions[bonds[:, 0]] - start_positions[bonds[:, 1]], axis=1)
     while simulation.currentStep < steps:
         n = min(chunk, steps - simulation.currentStep)
         try:
@@ -276,6 +326,15 @@ def run(simulation, steps: int, output, report_interval: int = 100, checkpoint_i
         if not math.isfinite(energy) or (state is not None and not np.isfinite(
                 state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)).all()):
             raise SimulationError(_blow_up_message(simulation, last_good, reason, checkpoint))
+        if len(bonds):
+            x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+            stretch = np.linalg.norm(x[bonds[:, 0]] - x[bonds[:, 1]], axis=1) / reference
+            if stretch.max() > 1.6:
+                k = int(stretch.argmax())
+                atoms = list(simulation.topology.atoms())
+                reason = (f"the ML region's bond {_label(atoms[bonds[k, 0]])}-{_label(atoms[bonds[k, 1]])} is "
+                          f"{stretch[k]:.1f}x its starting length (dissociated)")
+                raise SimulationError(_blow_up_message(simulation, last_good, reason, checkpoint))
         last_good = state
         since_checkpoint += n
         if since_checkpoint >= checkpoint_interval or simulation.currentStep >= steps:
@@ -352,7 +411,10 @@ def _plot(output: Path, simulation) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = np.genfromtxt(log, delimiter=",", names=True)
+    try:
+        data = np.genfromtxt(log, delimiter=",", names=True, invalid_raise=False)
+    except ValueError:
+        return  # the plot is a convenience; the numbers are in log.csv
     if data.size < 1:
         return
     data = np.atleast_1d(data)
@@ -368,7 +430,8 @@ def _plot(output: Path, simulation) -> None:
     try:
         import mdtraj
 
-        trajectory = mdtraj.load_dcd(str(output / "trajectory.dcd"), top=str(output / "topology.pdb"))
+        name = "trajectory.dcd" if (output / "trajectory.dcd").exists() else "trajectory.xtc"
+        trajectory = mdtraj.load(str(output / name), top=str(output / "topology.pdb"))
         atoms = simulation.setup.ml_atoms
         trajectory.superpose(trajectory, 0, atom_indices=atoms)
         rmsd = np.sqrt(((trajectory.xyz[:, atoms] - trajectory.xyz[0, atoms]) ** 2).sum(-1).mean(-1)) * 10

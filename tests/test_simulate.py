@@ -149,3 +149,16 @@ def test_the_readme_command_runs_with_the_default_model(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "openmm_tensornet.cli", "simulate", str(tmp_path / "no.pdb")],
                              capture_output=True, text=True, timeout=600)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+def test_an_amber_prmtop_of_the_whole_complex_with_xtc_output(tmp_path):
+    from importlib.resources import files
+
+    folder = Path(str(files("openmmtools"))) / "data" / "T4-lysozyme-L99A-implicit"
+    setup = prepare(folder / "complex.prmtop", inpcrd=folder / "complex.crd")
+    assert len(setup.ml_atoms) == 18 and not setup.pure_ml  # the ligand (TMP), found as the non-standard residue
+    simulation = build_simulation(folder / "complex.prmtop", tmp_path, inpcrd=folder / "complex.crd")
+    run(simulation, 10, tmp_path, report_interval=5, checkpoint_interval=10, progress=False, trajectory="xtc")
+    assert (tmp_path / "trajectory.xtc").exists() and not (tmp_path / "trajectory.dcd").exists()
+    with pytest.raises(SimulationError, match="needs its coordinates: pass --inpcrd"):
+        prepare(folder / "complex.prmtop")
