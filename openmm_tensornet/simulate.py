@@ -143,6 +143,12 @@ def prepare(input_path, ml: Optional[str] = None, forcefield: Sequence[str] = DE
         system = potential.createSystem(topology, charge=charge)
         return Setup(topology, positions, system, ml_atoms, charge, True, notes)
     method = app.PME if periodic else app.NoCutoff
+    if periodic:
+        box = topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)
+        if min(box[0][0], box[1][1], box[2][2]) < 2.0:
+            raise SimulationError(f"the periodic box ({box[0][0]:.2f} x {box[1][1]:.2f} x {box[2][2]:.2f} nm) is "
+                                  "smaller than twice the 1.0 nm MM cutoff; use a larger box (--padding 1.0 or "
+                                  "more).")
     mm_system = ff.createSystem(topology, nonbondedMethod=method, nonbondedCutoff=1.0 * unit.nanometer,
                                 constraints=app.HBonds, rigidWater=True)
     nonbonded = next(f for f in mm_system.getForces() if isinstance(f, openmm.NonbondedForce))

@@ -162,3 +162,23 @@ def test_an_amber_prmtop_of_the_whole_complex_with_xtc_output(tmp_path):
     assert (tmp_path / "trajectory.xtc").exists() and not (tmp_path / "trajectory.dcd").exists()
     with pytest.raises(SimulationError, match="needs its coordinates: pass --inpcrd"):
         prepare(folder / "complex.prmtop")
+
+
+def test_fix_adds_missing_hydrogens_and_solvate_with_npt(tmp_path):
+    stripped = tmp_path / "noh.pdb"
+    lines = (SYSTEMS / "alanine-dipeptide-water" / "input.pdb").read_text().splitlines()
+    solute = [line for line in lines if line.startswith(("ATOM", "HETATM")) and line[17:20] != "HOH"
+              and line[76:78].strip() != "H"]
+    stripped.write_text("\n".join(solute) + "\nEND\n")
+    with pytest.raises(SimulationError, match="--fix"):
+        prepare(stripped)
+    with pytest.raises(SimulationError, match="smaller than twice the 1.0 nm MM cutoff"):
+        prepare(stripped, fix=True, solvate=True, padding=0.6)
+    simulation = build_simulation(stripped, tmp_path / "md", fix=True, solvate=True, padding=1.0,
+                                  ionic_strength=0.0, pressure=1.0)
+    setup = simulation.setup
+    assert len(setup.ml_atoms) == 22  # hydrogens restored on the dipeptide, which is the ML solute
+    assert setup.system.usesPeriodicBoundaryConditions() and setup.topology.getNumAtoms() > 500
+    assert any(type(f).__name__ == "MonteCarloBarostat" for f in setup.system.getForces())
+    summary = run(simulation, 10, tmp_path / "md", report_interval=5, checkpoint_interval=10, progress=False)
+    assert np.isfinite(summary["potential_energy"])
