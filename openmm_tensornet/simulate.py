@@ -417,9 +417,11 @@ def _plot(output: Path, simulation) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if len(log.read_text().splitlines()) < 2:
+        return  # no report yet (fewer steps than the report interval)
     try:
         data = np.genfromtxt(log, delimiter=",", names=True, invalid_raise=False)
-    except ValueError:
+    except (ValueError, IndexError):
         return  # the plot is a convenience; the numbers are in log.csv
     if data.size < 1:
         return
