@@ -168,8 +168,10 @@ def sample_and_label(structure: Structure, frames: int = 20, stride: int = 10, p
                     records.append((moved, *xtb(moved)))
                 except Exception:  # noqa: BLE001 - SCF failure at a distorted geometry: counted and reported
                     failures += 1
+                    xtb.result = None
+            if perturbations:
                 xtb.result = None
-                xtb(x)  # restart the SCF guess from the trajectory
+                xtb(x)  # the next MD step starts its SCF from the trajectory, not a distorted copy
     from importlib.metadata import version
 
     tblite_version = version("tblite")

@@ -12,7 +12,7 @@ import platform as python_platform
 import re
 import traceback
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List
 
 
 @dataclass
@@ -133,7 +133,3 @@ def doctor(show: Callable[[str], None] = print) -> int:
                 show(f"      fix: {check.fix}")
     show("no problems found" if problems == 0 else f"{problems} problem(s) found")
     return problems
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    return 1 if doctor() else 0

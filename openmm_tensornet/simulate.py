@@ -306,7 +306,7 @@ def run(simulation, steps: int, output, report_interval: int = 100, checkpoint_i
     simulation.reporters.append(app.StateDataReporter(
         str(output / "log.csv"), report_interval, step=True, time=True, potentialEnergy=True, kineticEnergy=True,
         totalEnergy=True, temperature=True, speed=True, append=append))
-    bar = _bar(progress, steps - start_step, simulation.integrator.getStepSize().value_in_unit(unit.picosecond))
+    bar = _bar(progress, steps - start_step)
     checkpoint = output / "checkpoint.chk"
     began = time.perf_counter()
     last_good = simulation.context.getState(getPositions=True, getForces=True)
@@ -374,7 +374,7 @@ def _atomic_checkpoint(simulation, path: Path) -> None:
     os.replace(partial, path)
 
 
-def _bar(progress: Optional[bool], total: int, step_ps: float):
+def _bar(progress: Optional[bool], total: int):
     if progress is None:
         progress = sys.stderr.isatty()
     if not progress:
@@ -387,8 +387,6 @@ def _bar(progress: Optional[bool], total: int, step_ps: float):
 
 
 def _finish(simulation, output: Path, start_step: int, seconds: float) -> dict:
-    from .serialization import serialize_system  # noqa: F401 (system.xml is written at build time)
-
     state = simulation.context.getState(getPositions=True, getVelocities=True, getEnergy=True,
                                         enforcePeriodicBox=simulation.system.usesPeriodicBoundaryConditions())
     with open(output / "final.pdb", "w") as handle:
