@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import torch
 from torch import Tensor, nn
 
 from .radial import CosineCutoff
-from .tensors import compose, identity_part, skew_from_vector, squared_norm
+from .messages import PairIndex, tensor_embedding, tensor_embedding_reference
+from .tensors import edge_components, squared_norm
 
 
 def scatter_sum(values: Tensor, index: Tensor, num_atoms: int) -> Tensor:
@@ -18,10 +20,14 @@ def scatter_sum(values: Tensor, index: Tensor, num_atoms: int) -> Tensor:
 class TensorEmbedding(nn.Module):
     """Initial per-atom tensors ``X_i = sum_j f(d_ij, Z_i, Z_j) (I-, A-, S-parts of u_ij)``, then channel mixing.
 
-    For an edge ``(i, j)`` with unit vector ``u`` (zero on self-loops), the three edge tensors are ``Id``,
-    ``[u]_x`` and ``u u^T - Id / 3``. Each is weighted per channel by ``C(d) * W_pair [E(Z_i), E(Z_j)]`` times a
-    linear map of the radial basis. After summing over neighbours, the norms of ``X`` feed an MLP that scales the
-    channel-mixed ``I``, ``A`` and ``S`` parts.
+    For an edge ``(i, j)`` with unit vector ``u`` (zero on TensorNet's self-loop ``j = i``), the three edge tensors
+    are ``Id``, ``[u]_x`` and ``u u^T - Id / 3``. Each is weighted per channel by ``C(d) * W_pair [E(Z_i), E(Z_j)]``
+    times a linear map of the radial basis. After summing over neighbours, the norms of ``X`` feed an MLP that
+    scales the channel-mixed ``I``, ``A`` and ``S`` parts. Output: ``[N, 9, F]`` irreducible components.
+
+    The pair linear acts on the concatenated embeddings, so it splits exactly into a receiver term and a sender
+    term computed per atom; the radial weights depend on the distance only, so each unordered pair is evaluated
+    once and serves both directions (``u`` flips sign, which flips the skew part only).
     """
 
     def __init__(
@@ -47,29 +53,37 @@ class TensorEmbedding(nn.Module):
         self.act = activation
 
     def forward(
-        self, z: Tensor, edge_index: Tensor, distances: Tensor, unit_vectors: Tensor, rbf: Tensor
+        self, z: Tensor, pairs: Tensor, index: PairIndex, distances: Tensor, unit_vectors: Tensor, rbf: Tensor,
+        rbf_zero: Tensor, compiled: bool,
     ) -> Tensor:
+        """``pairs [2, P]`` half list (padding rows index 0 with zero weight; ``index`` holds the raw list and its
+        CSR indices), ``rbf [P, K]``, ``rbf_zero [1, K]``; ``compiled`` selects the compiled op."""
         num_atoms = z.shape[0]
         f = self.hidden_channels
-        receiver, sender = edge_index[0], edge_index[1]
         atom_features = self.atom_embedding(z)
-        pair = self.pair_linear(torch.cat((atom_features[receiver], atom_features[sender]), dim=-1))
-        weights = (self.cutoff(distances).unsqueeze(-1) * pair).unsqueeze(1)
-        weights = weights * self.radial_linear(rbf).view(-1, 3, f)  # [E, 3, F]
+        weight = self.pair_linear.weight
+        receiver_term = nn.functional.linear(atom_features, weight[:, :f], self.pair_linear.bias)  # [N, F]
+        sender_term = nn.functional.linear(atom_features, weight[:, f:])  # [N, F]
+        radial = (self.cutoff(distances).unsqueeze(-1) * self.radial_linear(rbf)).view(-1, 3, f)
+        edge = edge_components(unit_vectors)  # [P, 9], direction first <- second
+        if compiled:
+            features = tensor_embedding(radial, edge, receiver_term, sender_term, index)
+        else:
+            features = tensor_embedding_reference(radial, edge, receiver_term, sender_term, pairs)
+        # Self-loops: distance 0, zero vector -> the identity part only, component sqrt(3).
+        loop = self.cutoff(torch.zeros(1, dtype=rbf.dtype, device=rbf.device)) * self.radial_linear(rbf_zero)[:, :f]
+        loop_scalar = (receiver_term + sender_term) * loop * math.sqrt(3.0)
+        features = features + torch.cat((loop_scalar.unsqueeze(1), torch.zeros_like(features[:, 1:])), dim=1)
 
-        scalar = scatter_sum(weights[:, 0], receiver, num_atoms)  # [N, F]
-        vector = scatter_sum(weights[:, 1].unsqueeze(1) * unit_vectors.unsqueeze(-1), receiver, num_atoms)
-        outer = unit_vectors.unsqueeze(2) * unit_vectors.unsqueeze(1)  # [E, 3, 3]
-        sym = scatter_sum(weights[:, 2, None, None, :] * outer.unsqueeze(-1), receiver, num_atoms)
-        sym = sym - identity_part(sym.diagonal(dim1=1, dim2=2).mean(-1))
-
-        features = compose(scalar, skew_from_vector(vector), sym)
         gates = self.norm(squared_norm(features))
         for linear in self.scalar_mlp:
             gates = self.act(linear(gates))
         gates = gates.view(num_atoms, 3, f)
-
-        scalar = self.component_mix[0](scalar) * gates[:, 0]
-        vector = self.component_mix[1](vector) * gates[:, 1].unsqueeze(1)
-        sym = self.component_mix[2](sym) * gates[:, 2, None, None, :]
-        return compose(scalar, skew_from_vector(vector), sym)
+        return torch.cat(
+            (
+                self.component_mix[0](features[:, 0:1]) * gates[:, 0:1],
+                self.component_mix[1](features[:, 1:4]) * gates[:, 1:2],
+                self.component_mix[2](features[:, 4:9]) * gates[:, 2:3],
+            ),
+            dim=1,
+        )

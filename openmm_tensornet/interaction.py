@@ -5,18 +5,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .embedding import scatter_sum
+from .messages import PairIndex, tensor_messages, tensor_messages_reference, tensor_product
 from .radial import CosineCutoff
-from .tensors import compose, decompose, matmul, skew_from_vector, squared_norm, vector_from_skew
+from .tensors import basis, expand_parts, from_matrix, matmul, squared_norm, to_matrix
 
 
 class Interaction(nn.Module):
-    """One interaction layer on ``X [N, 3, 3, F]``.
+    """One interaction layer on ``X [N, 9, F]`` (irreducible components, see :mod:`openmm_tensornet.tensors`).
 
     ``X <- X / (|X|^2 + 1)``; ``Y = mix(I) + mix(A) + mix(S)``; messages ``M_i = sum_j f_ij * (I_j, A_j, S_j)`` with
-    radial weights ``f`` (an MLP of the radial basis times the cosine cutoff, separately for the I, A and S parts);
-    ``C = (1 + 0.1 q) (Y M + M Y)`` for O(3), ``C = 2 Y M`` for SO(3); ``C``'s parts divided by ``|C|^2 + 1``
-    and mixed again into ``dX``; ``X <- X + dX + (1 + 0.1 q) dX dX``. ``q`` is the molecule's total charge.
+    radial weights ``f`` (an MLP of the radial basis times the cosine cutoff, separately for the I, A and S parts;
+    the sum includes the self-loop ``j = i`` at distance 0); ``C = (1 + 0.1 q) (Y M + M Y)`` for O(3),
+    ``C = 2 Y M`` for SO(3); ``C``'s parts divided by ``|C|^2 + 1`` and mixed again into ``dX``;
+    ``X <- X + dX + (1 + 0.1 q) dX dX``. ``q`` is the molecule's total charge.
     """
 
     def __init__(
@@ -40,38 +41,43 @@ class Interaction(nn.Module):
         self.mix_in = nn.ModuleList([nn.Linear(f, f, bias=False, dtype=dtype) for _ in range(3)])
         self.mix_out = nn.ModuleList([nn.Linear(f, f, bias=False, dtype=dtype) for _ in range(3)])
         self.act = activation
+        self.register_buffer("basis_matrix", basis(dtype).reshape(9, 9), persistent=False)
 
-    def forward(
-        self, features: Tensor, edge_index: Tensor, distances: Tensor, rbf: Tensor, charge_factor: Tensor
-    ) -> Tensor:
-        num_atoms = features.shape[0]
-        receiver, sender = edge_index[0], edge_index[1]
+    def radial_weights(self, rbf: Tensor, distances: Tensor) -> Tensor:
+        """``[P, 3, F]`` weights of the I, A and S messages for distances ``[P]`` with basis ``rbf [P, K]``."""
         radial = rbf
         for linear in self.radial_mlp:
             radial = self.act(linear(radial))
-        radial = (radial * self.cutoff(distances).unsqueeze(-1)).view(-1, 3, self.hidden_channels)
+        return (radial * self.cutoff(distances).unsqueeze(-1)).view(-1, 3, self.hidden_channels)
 
-        features = features / (squared_norm(features) + 1.0)[:, None, None, :]
-        scalar, skew, sym = decompose(features)
-        scalar = self.mix_in[0](scalar)
-        vector = self.mix_in[1](vector_from_skew(skew))
-        sym = self.mix_in[2](sym)
-        mixed = compose(scalar, skew_from_vector(vector), sym)
+    def forward(
+        self, features: Tensor, pairs: Tensor, index: PairIndex, distances: Tensor, rbf: Tensor, rbf_zero: Tensor,
+        charge_factor: Tensor, compiled: bool,
+    ) -> Tensor:
+        radial = self.radial_weights(rbf, distances)
+        loop = self.radial_weights(rbf_zero, torch.zeros(1, dtype=rbf.dtype, device=rbf.device))  # [1, 3, F]
 
-        msg_scalar = scatter_sum(radial[:, 0] * scalar[sender], receiver, num_atoms)
-        msg_vector = scatter_sum(radial[:, 1].unsqueeze(1) * vector[sender], receiver, num_atoms)
-        msg_sym = scatter_sum(radial[:, 2, None, None, :] * sym[sender], receiver, num_atoms)
-        message = compose(msg_scalar, skew_from_vector(msg_vector), msg_sym)
-
-        factor = charge_factor[:, None, None, None]
-        if self.so3:
-            product = 2.0 * matmul(mixed, message)
+        features = features / (squared_norm(features) + 1.0).unsqueeze(1)
+        mixed = torch.cat((self.mix_in[0](features[:, 0:1]), self.mix_in[1](features[:, 1:4]),
+                           self.mix_in[2](features[:, 4:9])), dim=1)
+        if compiled:
+            message = tensor_messages(radial, mixed, index)
         else:
-            product = factor * (matmul(message, mixed) + matmul(mixed, message))
-        scalar, skew, sym = decompose(product)
-        scale = 1.0 / (squared_norm(product) + 1.0)
-        scalar = self.mix_out[0](scalar * scale)
-        vector = self.mix_out[1](vector_from_skew(skew) * scale.unsqueeze(1))
-        sym = self.mix_out[2](sym * scale[:, None, None, :])
-        update = compose(scalar, skew_from_vector(vector), sym)
-        return features + update + factor * matmul(update, update)
+            message = tensor_messages_reference(radial, mixed, pairs)
+        message = message + expand_parts(loop) * mixed
+
+        factor = charge_factor[:, None, None]
+        if self.so3:
+            product = 2.0 * self._product(mixed, message, compiled)
+        else:
+            product = factor * (self._product(message, mixed, compiled) + self._product(mixed, message, compiled))
+        product = product / (squared_norm(product) + 1.0).unsqueeze(1)
+        update = torch.cat((self.mix_out[0](product[:, 0:1]), self.mix_out[1](product[:, 1:4]),
+                            self.mix_out[2](product[:, 4:9])), dim=1)
+        return features + update + factor * self._product(update, update, compiled)
+
+    def _product(self, left: Tensor, right: Tensor, compiled: bool) -> Tensor:
+        if compiled:
+            return tensor_product(left, right)
+        basis_matrix = self.basis_matrix
+        return from_matrix(matmul(to_matrix(left, basis_matrix), to_matrix(right, basis_matrix)), basis_matrix)

@@ -14,7 +14,8 @@ from .heads import MLP, DipoleHead, PolarizabilityHead
 from .interaction import Interaction
 from .neighbors import neighbor_pairs
 from .radial import make_rbf
-from .tensors import decompose, invariant_norms, vector_from_skew
+from .messages import pair_index
+from .tensors import basis, invariant_norms, skew_vector, symmetric_matrix
 
 
 class TensorNetOutput(NamedTuple):
@@ -141,6 +142,8 @@ class TensorNet(nn.Module):
         # Neighbour capacity (see ``set_neighbor_capacity``): -1 = exactly the pairs found (dynamic shapes).
         self.neighbor_capacity = -1
         self.static_neighbors = False
+        # Message passing through the compiled op (plugin/messages) in eval mode; the pure-torch twin otherwise.
+        self.use_compiled_ops = True
 
         f = int(hidden_channels)
         self.rbf = make_rbf(rbf_type, cutoff_lower, cutoff_upper, num_rbf, trainable_rbf, torch_dtype)
@@ -171,6 +174,7 @@ class TensorNet(nn.Module):
         self.register_buffer("masses", masses, persistent=False)
         # Labels of the atoms in error messages (e.g. their indices in an OpenMM System); empty = 0, 1, 2, ...
         self.register_buffer("atom_labels", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("basis_matrix", basis(torch_dtype).reshape(9, 9), persistent=False)
 
     @torch.jit.ignore
     def set_neighbor_capacity(self, capacity: Optional[int], static: bool = False,
@@ -191,28 +195,31 @@ class TensorNet(nn.Module):
         self.atom_labels = labels.to(self.atomref.device)
 
     def _pairs(self, pos: Tensor, box: Optional[Tensor], batch: Tensor
-               ) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
-        """Pair indices, vectors and distances; with a static capacity, padding rows are made inert."""
+               ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Optional[Tensor]]:
+        """Half-list pairs (each unordered pair once): raw indices (padding -1), safe indices (padding 0), vectors,
+        distances (padding: the cutoff, where every radial weight is exactly zero) and, for static shapes on CUDA,
+        the overflow flag. ``neighbor_capacity`` counts ordered pairs, i.e. twice the half list."""
         capacity = self.neighbor_capacity
         if capacity < 0:
-            pairs = neighbor_pairs(pos, self.cutoff_upper, box, batch, check_inputs=self.check_inputs)
-            return pairs.indices, pairs.vectors, pairs.distances, None
-        pairs = neighbor_pairs(pos, self.cutoff_upper, box, batch, max_pairs=capacity,
+            pairs = neighbor_pairs(pos, self.cutoff_upper, box, batch, half=True, check_inputs=self.check_inputs)
+            return pairs.indices, pairs.indices, pairs.vectors, pairs.distances, None
+        half_capacity = capacity // 2
+        pairs = neighbor_pairs(pos, self.cutoff_upper, box, batch, max_pairs=half_capacity, half=True,
                                check_inputs=self.check_inputs, check_overflow=False)
         overflow: Optional[Tensor] = None
         if self.static_neighbors and pos.is_cuda:
-            overflow = pairs.num_pairs > capacity
+            overflow = pairs.num_pairs > half_capacity
         else:
             found = int(pairs.num_pairs)
-            if found > capacity:
-                raise RuntimeError(self._overflow_message(pos, box, batch, found, capacity))
+            if found > half_capacity:
+                raise RuntimeError(self._overflow_message(pos, box, batch, 2 * found, capacity))
             if not self.static_neighbors:
-                return pairs.indices[:, :found], pairs.vectors[:found], pairs.distances[:found], None
-        # Padding rows: index -1 -> atom 0, distance -> the cutoff, where the cosine cutoff is exactly zero.
+                indices = pairs.indices[:, :found]
+                return indices, indices, pairs.vectors[:found], pairs.distances[:found], None
         valid = pairs.indices[0] >= 0
-        indices = torch.where(valid.unsqueeze(0), pairs.indices, torch.zeros_like(pairs.indices))
+        safe = torch.where(valid.unsqueeze(0), pairs.indices, torch.zeros_like(pairs.indices))
         distances = torch.where(valid, pairs.distances, torch.full_like(pairs.distances, self.cutoff_upper))
-        return indices, pairs.vectors, distances, overflow
+        return pairs.indices, safe, pairs.vectors, distances, overflow
 
     def _overflow_message(self, pos: Tensor, box: Optional[Tensor], batch: Tensor, found: int, capacity: int) -> str:
         everything = neighbor_pairs(pos.detach(), self.cutoff_upper, box, batch, check_inputs=False)
@@ -309,23 +316,22 @@ class TensorNet(nn.Module):
         if compute_forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
 
-        pair_index, vectors, pair_distances, overflow = self._pairs(pos, box, batch)
-        if self.check_inputs and bool((pair_distances == 0).any()):
-            overlap: List[int] = pair_index[:, pair_distances == 0][:, 0].tolist()
+        raw_pairs, pairs, vectors, distances, overflow = self._pairs(pos, box, batch)
+        if self.check_inputs and bool((distances == 0).any()):
+            overlap: List[int] = pairs[:, distances == 0][:, 0].sort().values.tolist()
             raise ValueError("atoms " + str(overlap[0]) + " and " + str(overlap[1]) + " are at the same position "
                              + "(or periodic image); TensorNet needs distinct positions. Check the input structure.")
-        # TensorNet's graph includes a self-loop per atom: zero vector, zero distance.
-        loops = torch.arange(num_atoms, device=z.device)
-        edge_index = torch.cat((pair_index, torch.stack((loops, loops))), dim=1)
-        distances = torch.cat((pair_distances, torch.zeros(num_atoms, dtype=pos.dtype, device=pos.device)))
-        unit = vectors / pair_distances.unsqueeze(-1)
-        unit_vectors = torch.cat((unit, torch.zeros(num_atoms, 3, dtype=pos.dtype, device=pos.device)))
-
+        # Padding rows have zero vectors and the cutoff distance: their unit vectors are 0, not 0 / 0.
+        unit_vectors = vectors / torch.where(distances > 0, distances, torch.ones_like(distances)).unsqueeze(-1)
+        compiled = self.use_compiled_ops and not self.training
+        index = pair_index(raw_pairs, num_atoms)
         rbf = self.rbf(distances)
+        # TensorNet's graph includes a self-loop per atom (distance 0, zero vector); every layer handles it per atom.
+        rbf_zero = self.rbf(torch.zeros(1, dtype=pos.dtype, device=pos.device))
         charge_factor = 1.0 + 0.1 * total_charge[batch]
-        features = self.embedding(z, edge_index, distances, unit_vectors, rbf)
+        features = self.embedding(z, pairs, index, distances, unit_vectors, rbf, rbf_zero, compiled)
         for layer in self.layers:
-            features = layer(features, edge_index, distances, rbf, charge_factor)
+            features = layer(features, pairs, index, distances, rbf, rbf_zero, charge_factor, compiled)
 
         scalars = self.readout_act(self.readout_linear(self.readout_norm(invariant_norms(features))))
         counts = scatter_sum(torch.ones_like(total_charge[batch]), batch, num_molecules)
@@ -341,11 +347,11 @@ class TensorNet(nn.Module):
         dipole_head = self.dipole
         polarizability_head = self.polarizability
         if dipole_head is not None or polarizability_head is not None:
-            _, skew, sym = decompose(features)
             if dipole_head is not None:
-                outputs = dipole_head(scalars, vector_from_skew(skew), pos, batch, counts, self.masses[z], total_charge)
+                outputs = dipole_head(scalars, skew_vector(features), pos, batch, counts, self.masses[z], total_charge)
                 charges, dipole = outputs[0], outputs[1]
             if polarizability_head is not None:
+                sym = symmetric_matrix(features, self.basis_matrix)
                 polarizability = polarizability_head(scalars, sym, batch, num_molecules)
 
         forces: Optional[Tensor] = None

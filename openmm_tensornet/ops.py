@@ -40,9 +40,35 @@ NEIGHBOR_PAIRS_SCHEMA = (
     "bool half=False, str algorithm='auto') -> (Tensor indices, Tensor shifts, Tensor num_pairs)"
 )
 
-CPU_SOURCES = ("neighbors/neighbors.cpp", "neighbors/neighbors_cpu.cpp", "common/checks.cpp", "common/cell_grid.cpp")
-CUDA_SOURCES = ("neighbors/neighbors_cuda.cu",)
-HEADERS = ("common/pair_search.h", "common/checks.h", "common/cell_grid.h")
+# Must equal the schemas in plugin/messages/messages.cpp.
+TENSOR_MESSAGES_SCHEMA = (
+    "tensor_messages(Tensor weights, Tensor features, Tensor pairs, Tensor first_ptr, Tensor second_order, "
+    "Tensor second_ptr) -> Tensor"
+)
+TENSOR_MESSAGES_WEIGHT_GRAD_SCHEMA = (
+    "tensor_messages_weight_grad(Tensor grad_messages, Tensor features, Tensor pairs) -> Tensor"
+)
+
+TENSOR_EMBEDDING_SCHEMA = (
+    "tensor_embedding(Tensor radial, Tensor edge, Tensor receiver_term, Tensor sender_term, Tensor pairs, "
+    "Tensor first_ptr, Tensor second_order, Tensor second_ptr) -> (Tensor features, Tensor edge_sum)"
+)
+TENSOR_EMBEDDING_BACKWARD_SCHEMA = (
+    "tensor_embedding_backward(Tensor grad_features, Tensor edge_sum, Tensor radial, Tensor edge, "
+    "Tensor receiver_term, Tensor sender_term, Tensor pairs, Tensor first_ptr, Tensor second_order, "
+    "Tensor second_ptr) -> (Tensor grad_radial, Tensor grad_edge, Tensor grad_receiver_term, "
+    "Tensor grad_sender_term)"
+)
+
+TENSOR_PRODUCT_SCHEMA = "tensor_product(Tensor left, Tensor right) -> Tensor"
+TENSOR_PRODUCT_BACKWARD_SCHEMA = (
+    "tensor_product_backward(Tensor grad, Tensor left, Tensor right) -> (Tensor grad_left, Tensor grad_right)"
+)
+
+CPU_SOURCES = ("neighbors/neighbors.cpp", "neighbors/neighbors_cpu.cpp", "common/checks.cpp", "common/cell_grid.cpp",
+               "messages/messages.cpp", "messages/messages_cpu.cpp")
+CUDA_SOURCES = ("neighbors/neighbors_cuda.cu", "messages/messages_cuda.cu")
+HEADERS = ("common/pair_search.h", "common/checks.h", "common/cell_grid.h", "messages/messages.h", "messages/tensor_algebra.h")
 
 
 @dataclass
@@ -137,7 +163,7 @@ def build_library(verbose: bool = False, with_cuda: Optional[bool] = None) -> Pa
         raise RuntimeError("the 'ninja' build tool is missing; pip install ninja")
     from torch.utils import cpp_extension
 
-    print(f"openmm-tensornet: compiling the neighbour-list ops for torch {torch.__version__}"
+    print(f"openmm-tensornet: compiling the neighbour-list and message-passing ops for torch {torch.__version__}"
           f"{' with CUDA' if with_cuda else ''} (once, about a minute) into {folder}", file=sys.stderr, flush=True)
     names = CPU_SOURCES + (CUDA_SOURCES if with_cuda else ())
     env_path = os.environ.get("PATH", "")
@@ -164,14 +190,37 @@ def build_library(verbose: bool = False, with_cuda: Optional[bool] = None) -> Pa
 def _register_fallback() -> None:
     """Serve the op schema with the pure-torch implementation (so scripting works without a compiler)."""
     global _fallback_library
+    from .messages import tensor_embedding_sums, tensor_messages_reference, tensor_product_reference
     from .neighbors import neighbor_search_reference
 
     def fallback(positions, box, batch, cutoff, max_pairs=-1, half=False, algorithm="auto"):
         return neighbor_search_reference(positions, cutoff, box, batch, max_pairs, half)
 
+    def messages_fallback(weights, features, pairs, first_ptr, second_order, second_ptr):
+        return tensor_messages_reference(weights, features, pairs)
+
+    def embedding_fallback(radial, edge, receiver_term, sender_term, pairs, first_ptr, second_order, second_ptr):
+        return tensor_embedding_sums(radial, edge, receiver_term, sender_term, pairs)
+
+    def backward_only(*args):
+        raise RuntimeError("this op only serves the compiled ops' backward passes")
+
     _fallback_library = torch.library.Library("openmm_tensornet", "DEF")
     _fallback_library.define(NEIGHBOR_PAIRS_SCHEMA)
     _fallback_library.impl("neighbor_pairs", fallback, "CompositeExplicitAutograd")
+    _fallback_library.define(TENSOR_MESSAGES_SCHEMA)
+    # CompositeImplicitAutograd: autograd differentiates through the torch ops of the twin.
+    _fallback_library.impl("tensor_messages", messages_fallback, "CompositeImplicitAutograd")
+    _fallback_library.define(TENSOR_MESSAGES_WEIGHT_GRAD_SCHEMA)
+    _fallback_library.impl("tensor_messages_weight_grad", backward_only, "CompositeExplicitAutograd")
+    _fallback_library.define(TENSOR_EMBEDDING_SCHEMA)
+    _fallback_library.impl("tensor_embedding", embedding_fallback, "CompositeImplicitAutograd")
+    _fallback_library.define(TENSOR_EMBEDDING_BACKWARD_SCHEMA)
+    _fallback_library.impl("tensor_embedding_backward", backward_only, "CompositeExplicitAutograd")
+    _fallback_library.define(TENSOR_PRODUCT_SCHEMA)
+    _fallback_library.impl("tensor_product", tensor_product_reference, "CompositeImplicitAutograd")
+    _fallback_library.define(TENSOR_PRODUCT_BACKWARD_SCHEMA)
+    _fallback_library.impl("tensor_product_backward", backward_only, "CompositeExplicitAutograd")
 
 
 def _already_registered() -> bool:

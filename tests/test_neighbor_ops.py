@@ -441,7 +441,8 @@ def test_cuda_graph_replay_equals_eager():
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="no nvcc on this machine")
-def test_cuda_kernel_compiles(tmp_path):
+@pytest.mark.parametrize("source", ["neighbors/neighbors_cuda.cu", "messages/messages_cuda.cu"])
+def test_cuda_kernel_compiles(tmp_path, source):
     """Without a GPU the CUDA kernel cannot run, but it must still compile: nvcc -c against torch's headers.
 
     The machine's nvcc may be a newer CUDA than torch's, so its own runtime headers are used and the CUDA library
@@ -450,8 +451,7 @@ def test_cuda_kernel_compiles(tmp_path):
     from torch.utils.cpp_extension import include_paths
 
     site = Path(torch.__file__).resolve().parents[1] / "nvidia"
-    command = ["nvcc", "-std=c++17", "-c", str(ROOT / "plugin/neighbors/neighbors_cuda.cu"), "-o",
-               str(tmp_path / "neighbors_cuda.o"), "-O3", "--fmad=false", "-Xcompiler", "-fPIC", "-arch=sm_80",
+    command = ["nvcc", "-std=c++17", "-c", str(ROOT / "plugin" / source), "-o", str(tmp_path / "kernel.o"), "-O3", "--fmad=false", "-Xcompiler", "-fPIC", "-arch=sm_80",
                f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"]
     command += [f"-I{path}" for path in include_paths()]
     for include in sorted(site.glob("*/include")):
@@ -460,4 +460,4 @@ def test_cuda_kernel_compiles(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True)
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert result.returncode == 0, "\n".join(errors[:20]) or result.stderr[-3000:]
-    assert (tmp_path / "neighbors_cuda.o").stat().st_size > 10000
+    assert (tmp_path / "kernel.o").stat().st_size > 10000

@@ -1,0 +1,24 @@
+// Shared declarations of the tensor message-passing op (see messages.cpp for its definition).
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace openmm_tensornet {
+
+// The irreducible part (0: I, 1: A, 2: S) of each of the 9 components.
+constexpr int kComponentPart[9] = {0, 1, 1, 1, 2, 2, 2, 2, 2};
+
+void check_message_arguments(const at::Tensor& weights, const at::Tensor& features, const at::Tensor& pairs,
+                             const at::Tensor& first_ptr, const at::Tensor& second_order,
+                             const at::Tensor& second_ptr);
+
+// Sign of each component when the pair's unit vector flips (the skew part is odd).
+constexpr float kParity[9] = {1, -1, -1, -1, 1, 1, 1, 1, 1};
+
+void check_product_arguments(const at::Tensor& left, const at::Tensor& right);
+
+void check_embedding_arguments(const at::Tensor& radial, const at::Tensor& edge, const at::Tensor& receiver,
+                               const at::Tensor& sender, const at::Tensor& pairs, const at::Tensor& first_ptr,
+                               const at::Tensor& second_order, const at::Tensor& second_ptr);
+
+}  // namespace openmm_tensornet
