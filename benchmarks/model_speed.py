@@ -72,7 +72,7 @@ def measure(implementation: str, system: str, n: int, channels: int, repeats: in
         return {"skipped": True}
     z, pos = inputs
     settings = torchmdnet_args(embedding_dimension=channels, num_layers=2, num_rbf=32, cutoff_upper=5.0,
-                               max_z=20, precision=32, max_num_neighbors=256)
+                               max_z=20, precision=32, max_num_neighbors=128)
     reference = random_torchmdnet_model(settings, seed=1)
     if implementation == "torchmd-net":
         def run():

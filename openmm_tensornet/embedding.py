@@ -6,7 +6,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .radial import CosineCutoff
+from .radial import radial_mlp_reference
 from .messages import PairIndex, tensor_embedding, tensor_embedding_reference
 from .tensors import edge_components, squared_norm
 
@@ -46,32 +46,38 @@ class TensorEmbedding(nn.Module):
         self.atom_embedding = nn.Embedding(max_z, f, dtype=dtype)
         self.pair_linear = nn.Linear(2 * f, f, dtype=dtype)
         self.radial_linear = nn.Linear(num_rbf, 3 * f, dtype=dtype)  # I, A and S weights side by side
-        self.cutoff = CosineCutoff(cutoff_lower, cutoff_upper)
         self.norm = nn.LayerNorm(f, dtype=dtype)
         self.scalar_mlp = nn.ModuleList([nn.Linear(f, 2 * f, dtype=dtype), nn.Linear(2 * f, 3 * f, dtype=dtype)])
         self.component_mix = nn.ModuleList([nn.Linear(f, f, bias=False, dtype=dtype) for _ in range(3)])
         self.act = activation
 
     def forward(
-        self, z: Tensor, pairs: Tensor, index: PairIndex, distances: Tensor, unit_vectors: Tensor, rbf: Tensor,
-        rbf_zero: Tensor, compiled: bool,
+        self, z: Tensor, pairs: Tensor, index: PairIndex, cutoff: Tensor, unit_vectors: Tensor, rbf: Tensor,
+        rbf_zero: Tensor, cutoff_zero: Tensor, compiled: bool,
     ) -> Tensor:
         """``pairs [2, P]`` half list (padding rows index 0 with zero weight; ``index`` holds the raw list and its
-        CSR indices), ``rbf [P, K]``, ``rbf_zero [1, K]``; ``compiled`` selects the compiled op."""
+        CSR indices), ``cutoff [P]`` the cosine cutoff of the distances, ``rbf [P, K]``, and ``rbf_zero [1, K]``,
+        ``cutoff_zero [1]`` at distance 0 (the self-loops); ``compiled`` selects the compiled ops."""
         num_atoms = z.shape[0]
         f = self.hidden_channels
         atom_features = self.atom_embedding(z)
         weight = self.pair_linear.weight
         receiver_term = nn.functional.linear(atom_features, weight[:, :f], self.pair_linear.bias)  # [N, F]
         sender_term = nn.functional.linear(atom_features, weight[:, f:])  # [N, F]
-        radial = (self.cutoff(distances).unsqueeze(-1) * self.radial_linear(rbf)).view(-1, 3, f)
+        weights = [self.radial_linear.weight]
+        biases = [self.radial_linear.bias]
+        if compiled and not self.radial_linear.weight.requires_grad:
+            radial = torch.ops.openmm_tensornet.radial_mlp(rbf, cutoff, weights, biases, "none")
+        else:
+            radial = radial_mlp_reference(rbf, cutoff, weights, biases, "none")
+        radial = radial.view(-1, 3, f)
         edge = edge_components(unit_vectors)  # [P, 9], direction first <- second
         if compiled:
             features = tensor_embedding(radial, edge, receiver_term, sender_term, index)
         else:
             features = tensor_embedding_reference(radial, edge, receiver_term, sender_term, pairs)
         # Self-loops: distance 0, zero vector -> the identity part only, component sqrt(3).
-        loop = self.cutoff(torch.zeros(1, dtype=rbf.dtype, device=rbf.device)) * self.radial_linear(rbf_zero)[:, :f]
+        loop = cutoff_zero.unsqueeze(1) * self.radial_linear(rbf_zero)[:, :f]
         loop_scalar = (receiver_term + sender_term) * loop * math.sqrt(3.0)
         features = features + torch.cat((loop_scalar.unsqueeze(1), torch.zeros_like(features[:, 1:])), dim=1)
 

@@ -79,6 +79,7 @@ class TorchForceModule(nn.Module):
         for parameter in model.parameters():
             parameter.requires_grad_(False)
         model.set_neighbor_capacity(neighbor_capacity, static_shapes, None if atoms is None else list(atoms))
+        model.defer_errors = True  # raised below, in forward itself (see TensorNet.defer_errors)
         self.model = model
         dtype = model.energy_mean.dtype
         self.register_buffer("z", torch.as_tensor(list(atomic_numbers), dtype=torch.long))
@@ -132,7 +133,10 @@ class TorchForceModule(nn.Module):
         pos = pos * self.length_scale
         if box is not None:
             box = box * self.length_scale
+        self.model.error = ""
         output = self.model(self.z, pos, None, box, self.total_charge)
+        if self.model.error != "":
+            raise RuntimeError(self.model.error)
         energy = output.energy.sum() * self.energy_scale
         if scale is not None:
             energy = scale.to(energy.dtype) * energy

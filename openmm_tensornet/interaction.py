@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import List
+
 import torch
 from torch import Tensor, nn
 
 from .messages import PairIndex, tensor_messages, tensor_messages_reference, tensor_product
-from .radial import CosineCutoff
+from .radial import radial_mlp_reference
 from .tensors import basis, expand_parts, from_matrix, matmul, squared_norm, to_matrix
 
 
@@ -29,12 +31,13 @@ class Interaction(nn.Module):
         cutoff_upper: float,
         equivariance_group: str,
         dtype: torch.dtype,
+        activation_name: str = "silu",
     ):
         super().__init__()
+        self.activation_name = activation_name
         f = hidden_channels
         self.hidden_channels = f
         self.so3 = equivariance_group == "SO(3)"
-        self.cutoff = CosineCutoff(cutoff_lower, cutoff_upper)
         self.radial_mlp = nn.ModuleList(
             [nn.Linear(num_rbf, f, dtype=dtype), nn.Linear(f, 2 * f, dtype=dtype), nn.Linear(2 * f, 3 * f, dtype=dtype)]
         )
@@ -43,19 +46,29 @@ class Interaction(nn.Module):
         self.act = activation
         self.register_buffer("basis_matrix", basis(dtype).reshape(9, 9), persistent=False)
 
-    def radial_weights(self, rbf: Tensor, distances: Tensor) -> Tensor:
-        """``[P, 3, F]`` weights of the I, A and S messages for distances ``[P]`` with basis ``rbf [P, K]``."""
-        radial = rbf
+    def radial_weights(self, rbf: Tensor, cutoff: Tensor, fused: bool) -> Tensor:
+        """``[P, 3, F]`` weights of the I, A and S messages from the radial basis ``rbf [P, K]`` and the cosine
+        cutoff ``[P]`` of the distances (``fused``: the compiled inference op)."""
+        weights: List[Tensor] = []
+        biases: List[Tensor] = []
         for linear in self.radial_mlp:
-            radial = self.act(linear(radial))
-        return (radial * self.cutoff(distances).unsqueeze(-1)).view(-1, 3, self.hidden_channels)
+            weights.append(linear.weight)
+            biases.append(linear.bias)
+        if fused:
+            radial = torch.ops.openmm_tensornet.radial_mlp(rbf, cutoff, weights, biases, self.activation_name)
+        else:
+            radial = radial_mlp_reference(rbf, cutoff, weights, biases, self.activation_name)
+        return radial.view(-1, 3, self.hidden_channels)
 
     def forward(
-        self, features: Tensor, pairs: Tensor, index: PairIndex, distances: Tensor, rbf: Tensor, rbf_zero: Tensor,
-        charge_factor: Tensor, compiled: bool,
+        self, features: Tensor, pairs: Tensor, index: PairIndex, cutoff: Tensor, rbf: Tensor, rbf_zero: Tensor,
+        cutoff_zero: Tensor, charge_factor: Tensor, compiled: bool,
     ) -> Tensor:
-        radial = self.radial_weights(rbf, distances)
-        loop = self.radial_weights(rbf_zero, torch.zeros(1, dtype=rbf.dtype, device=rbf.device))  # [1, 3, F]
+        """``cutoff [P]``: the cosine cutoff of the pair distances; ``rbf_zero``, ``cutoff_zero``: both at distance
+        0 (the self-loop)."""
+        fused = compiled and not self.radial_mlp[0].weight.requires_grad
+        radial = self.radial_weights(rbf, cutoff, fused)
+        loop = self.radial_weights(rbf_zero, cutoff_zero, False)  # [1, 3, F]
 
         features = features / (squared_norm(features) + 1.0).unsqueeze(1)
         mixed = torch.cat((self.mix_in[0](features[:, 0:1]), self.mix_in[1](features[:, 1:4]),

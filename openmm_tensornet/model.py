@@ -12,8 +12,8 @@ from .choices import Activation, EnergyUnit, EquivarianceGroup, LengthUnit, RBFT
 from .embedding import TensorEmbedding, scatter_sum
 from .heads import MLP, DipoleHead, PolarizabilityHead
 from .interaction import Interaction
-from .neighbors import neighbor_pairs
-from .radial import make_rbf
+from .neighbors import box_problem, neighbor_pairs, nonfinite_positions_problem
+from .radial import CosineCutoff, make_rbf
 from .messages import pair_index
 from .tensors import basis, invariant_norms, skew_vector, symmetric_matrix
 
@@ -142,11 +142,18 @@ class TensorNet(nn.Module):
         # Neighbour capacity (see ``set_neighbor_capacity``): -1 = exactly the pairs found (dynamic shapes).
         self.neighbor_capacity = -1
         self.static_neighbors = False
+        # Errors found while evaluating (overflow, NaN positions, overlapping atoms, bad box) are raised here unless
+        # ``defer_errors``: then the first one is stored in ``error``, the output is NaN, and the caller raises it
+        # (the TorchForce module does, at its top level: with openmm-torch 1.5, libtorch crashes while reporting an
+        # exception raised in code inlined from a submodule).
+        self.defer_errors = False
+        self.error = ""
         # Message passing through the compiled op (plugin/messages) in eval mode; the pure-torch twin otherwise.
         self.use_compiled_ops = True
 
         f = int(hidden_channels)
         self.rbf = make_rbf(rbf_type, cutoff_lower, cutoff_upper, num_rbf, trainable_rbf, torch_dtype)
+        self.cutoff = CosineCutoff(cutoff_lower, cutoff_upper)
         self.embedding = TensorEmbedding(
             f, num_rbf, make_activation(activation), cutoff_lower, cutoff_upper, max_z, torch_dtype
         )
@@ -154,7 +161,7 @@ class TensorNet(nn.Module):
             [
                 Interaction(
                     num_rbf, f, make_activation(activation), cutoff_lower, cutoff_upper, equivariance_group,
-                    torch_dtype,
+                    torch_dtype, activation,
                 )
                 for _ in range(num_layers)
             ]
@@ -201,18 +208,23 @@ class TensorNet(nn.Module):
         the overflow flag. ``neighbor_capacity`` counts ordered pairs, i.e. twice the half list."""
         capacity = self.neighbor_capacity
         if capacity < 0:
-            pairs = neighbor_pairs(pos, self.cutoff_upper, box, batch, half=True, check_inputs=self.check_inputs)
+            pairs = neighbor_pairs(pos, self.cutoff_upper, box, batch, half=True,
+                                   check_inputs=self.check_inputs and not self.defer_errors)
             return pairs.indices, pairs.indices, pairs.vectors, pairs.distances, None
         half_capacity = capacity // 2
         pairs = neighbor_pairs(pos, self.cutoff_upper, box, batch, max_pairs=half_capacity, half=True,
-                               check_inputs=self.check_inputs, check_overflow=False)
+                               check_inputs=self.check_inputs and not self.defer_errors, check_overflow=False)
         overflow: Optional[Tensor] = None
         if self.static_neighbors and pos.is_cuda:
             overflow = pairs.num_pairs > half_capacity
         else:
             found = int(pairs.num_pairs)
             if found > half_capacity:
-                raise RuntimeError(self._overflow_message(pos, box, batch, 2 * found, capacity))
+                message = self._overflow_message(pos, box, batch, 2 * found, capacity)
+                if not self.defer_errors:
+                    raise RuntimeError(message)
+                self.error = message
+                found = half_capacity
             if not self.static_neighbors:
                 indices = pairs.indices[:, :found]
                 return indices, indices, pairs.vectors[:found], pairs.distances[:found], None
@@ -275,6 +287,19 @@ class TensorNet(nn.Module):
                 raise ValueError("total_charge must be a 1-D tensor with one value per molecule; got shape "
                                  + str(list(total_charge.shape)) + ".")
 
+    def _failed_output(self, pos: Tensor, batch: Optional[Tensor], compute_forces: bool) -> TensorNetOutput:
+        """All-NaN results for an evaluation stopped by a deferred error (see ``defer_errors``)."""
+        num_molecules = 1
+        if batch is not None and pos.shape[0] > 0:
+            num_molecules = int(batch.max()) + 1
+        nan = float("nan")
+        energy = torch.full((num_molecules,), nan, dtype=pos.dtype, device=pos.device)
+        atom_energy = torch.full((pos.shape[0],), nan, dtype=pos.dtype, device=pos.device)
+        forces: Optional[Tensor] = None
+        if compute_forces:
+            forces = torch.full_like(pos, nan)
+        return TensorNetOutput(energy, atom_energy, forces, None, None, None)
+
     def forward(
         self,
         z: Tensor,
@@ -301,7 +326,14 @@ class TensorNet(nn.Module):
         compute_forces : bool
             Also return ``forces = -dE/dpos``.
         """
-        if self.check_inputs:
+        if self.defer_errors:
+            problem = nonfinite_positions_problem(pos)
+            if problem == "" and box is not None:
+                problem = box_problem(box, self.cutoff_upper)
+            if problem != "":
+                self.error = problem
+                return self._failed_output(pos, batch, compute_forces)
+        elif self.check_inputs:
             self._validate(z, pos, batch, box, total_charge)
         num_atoms = z.shape[0]
         if batch is None:
@@ -317,21 +349,30 @@ class TensorNet(nn.Module):
             pos = pos.detach().requires_grad_(True)
 
         raw_pairs, pairs, vectors, distances, overflow = self._pairs(pos, box, batch)
-        if self.check_inputs and bool((distances == 0).any()):
+        if self.error != "":
+            return self._failed_output(pos, batch, compute_forces)
+        if (self.check_inputs or self.defer_errors) and bool((distances == 0).any()):
             overlap: List[int] = pairs[:, distances == 0][:, 0].sort().values.tolist()
-            raise ValueError("atoms " + str(overlap[0]) + " and " + str(overlap[1]) + " are at the same position "
-                             + "(or periodic image); TensorNet needs distinct positions. Check the input structure.")
+            message = ("atoms " + str(overlap[0]) + " and " + str(overlap[1]) + " are at the same position "
+                       + "(or periodic image); TensorNet needs distinct positions. Check the input structure.")
+            if not self.defer_errors:
+                raise ValueError(message)
+            self.error = message
+            return self._failed_output(pos, batch, compute_forces)
         # Padding rows have zero vectors and the cutoff distance: their unit vectors are 0, not 0 / 0.
         unit_vectors = vectors / torch.where(distances > 0, distances, torch.ones_like(distances)).unsqueeze(-1)
         compiled = self.use_compiled_ops and not self.training
         index = pair_index(raw_pairs, num_atoms)
         rbf = self.rbf(distances)
+        cutoff = self.cutoff(distances)  # the same cosine cutoff in the embedding and every layer
         # TensorNet's graph includes a self-loop per atom (distance 0, zero vector); every layer handles it per atom.
-        rbf_zero = self.rbf(torch.zeros(1, dtype=pos.dtype, device=pos.device))
+        zero = torch.zeros(1, dtype=pos.dtype, device=pos.device)
+        rbf_zero = self.rbf(zero)
+        cutoff_zero = self.cutoff(zero)
         charge_factor = 1.0 + 0.1 * total_charge[batch]
-        features = self.embedding(z, pairs, index, distances, unit_vectors, rbf, rbf_zero, compiled)
+        features = self.embedding(z, pairs, index, cutoff, unit_vectors, rbf, rbf_zero, cutoff_zero, compiled)
         for layer in self.layers:
-            features = layer(features, pairs, index, distances, rbf, rbf_zero, charge_factor, compiled)
+            features = layer(features, pairs, index, cutoff, rbf, rbf_zero, cutoff_zero, charge_factor, compiled)
 
         scalars = self.readout_act(self.readout_linear(self.readout_norm(invariant_norms(features))))
         counts = scatter_sum(torch.ones_like(total_charge[batch]), batch, num_molecules)

@@ -36,37 +36,47 @@ def minimum_image(vectors: Tensor, box: Tensor) -> Tensor:
     return vectors - torch.round(vectors[:, 0:1] / box[0, 0]) * box[0]
 
 
-def check_box(box: Tensor, cutoff: float) -> None:
-    """Raise ``ValueError`` unless ``box`` is a finite reduced triclinic box at least twice the cutoff wide."""
+def box_problem(box: Tensor, cutoff: float) -> str:
+    """Why ``box`` is not a finite reduced triclinic box at least twice the cutoff wide, or ``""`` when it is."""
     if box.dim() != 2 or box.shape[0] != 3 or box.shape[1] != 3:
-        raise ValueError("box must have shape [3, 3] (rows a, b, c); got " + str(list(box.shape)) + ".")
+        return "box must have shape [3, 3] (rows a, b, c); got " + str(list(box.shape)) + "."
     if not bool(torch.isfinite(box).all()):
-        raise ValueError("box vectors contain NaN or infinity.")
+        return "box vectors contain NaN or infinity."
     if bool(box[0, 1] != 0) or bool(box[0, 2] != 0) or bool(box[1, 2] != 0):
         first: List[float] = box[0].tolist()
         second: List[float] = box[1].tolist()
-        raise ValueError(
-            "box must be in OpenMM's reduced triclinic form (a_y = a_z = b_z = 0); got a = "
-            + str(first) + ", b = " + str(second)
-            + ". Use the box vectors that OpenMM reports (State.getPeriodicBoxVectors)."
-        )
+        return ("box must be in OpenMM's reduced triclinic form (a_y = a_z = b_z = 0); got a = "
+                + str(first) + ", b = " + str(second)
+                + ". Use the box vectors that OpenMM reports (State.getPeriodicBoxVectors).")
     slack = 1.0 + 1e-5  # the same relative tolerance as the compiled op (plugin/common/checks.cpp)
     tilts = torch.stack((box[1, 0].abs() / box[0, 0], box[2, 0].abs() / box[0, 0], box[2, 1].abs() / box[1, 1]))
     if bool((2.0 * tilts > slack).any()):
-        raise ValueError(
-            "box must be in OpenMM's reduced triclinic form (|b_x|, |c_x| <= a_x / 2 and |c_y| <= b_y / 2); got "
-            + "b_x = " + str(float(box[1, 0])) + ", c_x = " + str(float(box[2, 0])) + ", c_y = " + str(float(box[2, 1]))
-            + ". Use the box vectors that OpenMM reports (State.getPeriodicBoxVectors)."
-        )
+        return ("box must be in OpenMM's reduced triclinic form (|b_x|, |c_x| <= a_x / 2 and |c_y| <= b_y / 2); got "
+                + "b_x = " + str(float(box[1, 0])) + ", c_x = " + str(float(box[2, 0])) + ", c_y = "
+                + str(float(box[2, 1])) + ". Use the box vectors that OpenMM reports (State.getPeriodicBoxVectors).")
     widths = torch.stack((box[0, 0], box[1, 1], box[2, 2]))
     if bool((widths < 2.0 * cutoff).any()):
         width_list: List[float] = widths.tolist()
-        raise ValueError(
-            "the periodic box is too small for the cutoff: a_x, b_y, c_z = " + str(width_list)
-            + " must each be at least twice the cutoff (" + str(cutoff)
-            + "). Use a larger box (more solvent padding) or a model with a shorter cutoff."
-        )
+        return ("the periodic box is too small for the cutoff: a_x, b_y, c_z = " + str(width_list)
+                + " must each be at least twice the cutoff (" + str(cutoff)
+                + "). Use a larger box (more solvent padding) or a model with a shorter cutoff.")
+    return ""
 
+
+def check_box(box: Tensor, cutoff: float) -> None:
+    """Raise ``ValueError`` unless ``box`` is a finite reduced triclinic box at least twice the cutoff wide."""
+    problem = box_problem(box, cutoff)
+    if problem != "":
+        raise ValueError(problem)
+
+
+def nonfinite_positions_problem(positions: Tensor) -> str:
+    """Which atoms have NaN or infinite coordinates, or ``""`` when none."""
+    if bool(torch.isfinite(positions).all()):
+        return ""
+    bad: List[int] = torch.nonzero(~torch.isfinite(positions).all(dim=1))[:, 0].tolist()
+    return ("positions of atoms " + str(bad[:10]) + " contain NaN or infinity "
+            + "(the simulation may have become unstable).")
 
 
 def check_positions(positions: Tensor, cutoff: float) -> None:
@@ -77,10 +87,9 @@ def check_positions(positions: Tensor, cutoff: float) -> None:
         raise ValueError("positions must be float32 or float64; got " + str(positions.dtype) + ".")
     if not cutoff > 0.0 or cutoff == float("inf"):
         raise ValueError("cutoff must be a positive finite number; got " + str(cutoff) + ".")
-    if not bool(torch.isfinite(positions).all()):
-        bad: List[int] = torch.nonzero(~torch.isfinite(positions).all(dim=1))[:, 0].tolist()
-        raise ValueError("positions of atoms " + str(bad[:10]) + " contain NaN or infinity "
-                         + "(the simulation may have become unstable).")
+    problem = nonfinite_positions_problem(positions)
+    if problem != "":
+        raise ValueError(problem)
 
 
 def vectors_from_shifts(

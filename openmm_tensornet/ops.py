@@ -65,8 +65,12 @@ TENSOR_PRODUCT_BACKWARD_SCHEMA = (
     "tensor_product_backward(Tensor grad, Tensor left, Tensor right) -> (Tensor grad_left, Tensor grad_right)"
 )
 
+RADIAL_MLP_SCHEMA = (
+    "radial_mlp(Tensor rbf, Tensor cutoff, Tensor[] weights, Tensor[] biases, str activation) -> Tensor"
+)
+
 CPU_SOURCES = ("neighbors/neighbors.cpp", "neighbors/neighbors_cpu.cpp", "common/checks.cpp", "common/cell_grid.cpp",
-               "messages/messages.cpp", "messages/messages_cpu.cpp")
+               "messages/messages.cpp", "messages/messages_cpu.cpp", "radial/radial.cpp")
 CUDA_SOURCES = ("neighbors/neighbors_cuda.cu", "messages/messages_cuda.cu")
 HEADERS = ("common/pair_search.h", "common/checks.h", "common/cell_grid.h", "messages/messages.h", "messages/tensor_algebra.h")
 
@@ -191,6 +195,7 @@ def _register_fallback() -> None:
     """Serve the op schema with the pure-torch implementation (so scripting works without a compiler)."""
     global _fallback_library
     from .messages import tensor_embedding_sums, tensor_messages_reference, tensor_product_reference
+    from .radial import radial_mlp_reference
     from .neighbors import neighbor_search_reference
 
     def fallback(positions, box, batch, cutoff, max_pairs=-1, half=False, algorithm="auto"):
@@ -219,6 +224,8 @@ def _register_fallback() -> None:
     _fallback_library.impl("tensor_embedding_backward", backward_only, "CompositeExplicitAutograd")
     _fallback_library.define(TENSOR_PRODUCT_SCHEMA)
     _fallback_library.impl("tensor_product", tensor_product_reference, "CompositeImplicitAutograd")
+    _fallback_library.define(RADIAL_MLP_SCHEMA)
+    _fallback_library.impl("radial_mlp", radial_mlp_reference, "CompositeImplicitAutograd")
     _fallback_library.define(TENSOR_PRODUCT_BACKWARD_SCHEMA)
     _fallback_library.impl("tensor_product_backward", backward_only, "CompositeExplicitAutograd")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import List
 
 import torch
 from torch import Tensor, nn
@@ -78,6 +79,42 @@ class GaussianRBF(nn.Module):
     def forward(self, distances: Tensor) -> Tensor:
         d = distances.unsqueeze(-1) - self.offsets
         return torch.exp(self.coeff * d * d)
+
+
+def radial_mlp_reference(rbf: Tensor, cutoff: Tensor, weights: List[Tensor], biases: List[Tensor],
+                         activation: str) -> Tensor:
+    """The pure-torch twin of ``torch.ops.openmm_tensornet.radial_mlp``: an MLP of ``rbf [P, K]`` times ``cutoff``.
+
+    Every layer is ``act(h W^T + b)`` (``activation`` "none": no activation).
+    """
+    hidden = rbf
+    for weight, bias in zip(weights, biases):
+        hidden = nn.functional.linear(hidden, weight, bias)
+        if activation != "none":
+            hidden = apply_activation(hidden, activation)
+    return hidden * cutoff.unsqueeze(1)
+
+
+def apply_activation(x: Tensor, name: str) -> Tensor:
+    """The activation named ``name`` (see ``choices.Activation``) applied to ``x``."""
+    if name == "tanh":
+        return torch.tanh(x)
+    if name == "sigmoid":
+        return torch.sigmoid(x)
+    if name == "mish":
+        return nn.functional.mish(x)
+    if name == "ssp":
+        return nn.functional.softplus(x) - math.log(2.0)
+    return nn.functional.silu(x)
+
+
+def radial_filter(rbf: Tensor, cutoff: Tensor, linears: List[nn.Linear], activation: str, fused: bool) -> Tensor:
+    """``MLP(rbf) * cutoff`` through the fused op (inference, frozen weights) or the pure-torch twin."""
+    weights = [linear.weight for linear in linears]
+    biases = [linear.bias for linear in linears]
+    if fused:
+        return torch.ops.openmm_tensornet.radial_mlp(rbf, cutoff, weights, biases, activation)
+    return radial_mlp_reference(rbf, cutoff, weights, biases, activation)
 
 
 def make_rbf(

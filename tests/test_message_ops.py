@@ -234,3 +234,58 @@ def test_bad_arguments_give_clear_errors():
         tensor_messages(torch.zeros(0, 2, 4), features, index)
     with pytest.raises(RuntimeError, match=r"left and right must both have shape \[N, 9, F\]"):
         tensor_product(features, torch.zeros(3, 9, 5))
+
+
+@compiled
+@pytest.mark.parametrize("activation", ["silu", "tanh", "sigmoid", "mish", "ssp", "none"])
+def test_radial_mlp_matches_the_twin_and_finite_differences(activation):
+    from openmm_tensornet.radial import radial_mlp_reference
+
+    generator = torch.Generator().manual_seed(3)
+    rbf = torch.rand(30, 6, generator=generator, dtype=torch.float64)
+    cutoff = torch.rand(30, generator=generator, dtype=torch.float64)
+    widths = [6, 5, 7] if activation != "none" else [6, 9]
+    weights = [torch.randn(widths[i + 1], widths[i], generator=generator, dtype=torch.float64)
+               for i in range(len(widths) - 1)]
+    biases = [torch.randn(w, generator=generator, dtype=torch.float64) for w in widths[1:]]
+
+    def fused(r, c):
+        return torch.ops.openmm_tensornet.radial_mlp(r, c, weights, biases, activation)
+
+    assert_close(fused(rbf, cutoff), radial_mlp_reference(rbf, cutoff, weights, biases, activation), 1e-12, "value")
+    assert torch.autograd.gradcheck(fused, (rbf.clone().requires_grad_(), cutoff.clone().requires_grad_()))
+
+
+@compiled
+def test_radial_mlp_refuses_weights_that_need_gradients():
+    weights = [torch.randn(4, 3, requires_grad=True)]
+    with pytest.raises(RuntimeError, match="weights require gradients"):
+        torch.ops.openmm_tensornet.radial_mlp(torch.rand(5, 3), torch.rand(5), weights, [torch.zeros(4)], "silu")
+
+
+@pytest.mark.parametrize("problem", ["nan", "overlap", "box"])
+def test_exported_module_raises_evaluation_errors_at_its_top_level(problem):
+    """Errors found inside the model are deferred and raised by the TorchForce module itself (openmm-torch 1.5
+    crashes when an exception comes from code inlined from a submodule); the message is the model's own."""
+    from openmm_tensornet.export import export_torchscript
+
+    model = small_model(4)
+    z, pos = random_molecule(10, seed=4)
+    periodic = problem == "box"
+    module = export_torchscript(model, z.tolist(), periodic=periodic)
+    x = pos / 10.0
+    box = torch.eye(3, dtype=torch.float64) * 2.0
+    expected = {"nan": r"positions of atoms \[3\] contain NaN", "overlap": "atoms 2 and 5 are at the same position",
+                "box": "periodic box is too small for the cutoff"}[problem]
+    if problem == "nan":
+        x[3, 1] = float("nan")
+    elif problem == "overlap":
+        x[5] = x[2]
+    else:
+        box = box * 0.3
+    with pytest.raises((RuntimeError, torch.jit.Error), match=expected):
+        module(x, box) if periodic else module(x)
+    # The model's own (not deferred) errors are unchanged.
+    model.defer_errors = True
+    out = model(z, x * 10.0, box=box * 10.0 if periodic else None)
+    assert torch.isnan(out.energy).all() and model.error != ""

@@ -1,0 +1,96 @@
+"""The second OpenMM backend: ``openmm.PythonForce`` running the same module as the TorchForce, optionally compiled.
+
+For when TorchScript is not wanted (or openmm-torch is not installed): the module that :func:`export_torchscript`
+scripts (:class:`openmm_tensornet.export.TorchForceModule`, the same selection, units, region handling and checks)
+runs eagerly in Python, or through ``torch.compile`` (``compile=True``). The force is pickled into the System XML
+with the model's weights, so systems can be serialised and copied.
+
+Compared with the TorchForce path it lacks what only C++ can give: energy-parameter derivatives (dE/dlambda is not
+available; ``lambda_interpolate`` still scales the energy), CUDA graphs, and a MD loop without Python. Speeds of both
+paths are in ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from .export import TorchForceModule, _build_module
+from .model import TensorNet
+
+
+class TensorNetComputation:
+    """``state -> (energy kJ/mol, forces kJ/mol/nm [N, 3])`` for ``openmm.PythonForce``; picklable."""
+
+    def __init__(self, module: TorchForceModule, uses_box: bool, parameter: Optional[str], compile: bool):
+        self.module = module
+        self.uses_box = uses_box
+        self.parameter = parameter
+        self.compile = compile
+        self._function = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_function"] = None  # a compiled function is rebuilt on first use, not pickled
+        return state
+
+    def _callable(self):
+        if self._function is None:
+            if self.compile:
+                self._function = torch.compile(self.module, dynamic=False)
+            else:
+                self._function = self.module
+        return self._function
+
+    def __call__(self, state):
+        import openmm.unit as unit
+
+        positions = torch.from_numpy(
+            np.ascontiguousarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=np.float64)
+        ).requires_grad_(True)
+        arguments = [positions]
+        if self.uses_box:
+            box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
+            arguments.append(torch.from_numpy(np.ascontiguousarray(box, dtype=np.float64)))
+        if self.parameter is not None:
+            arguments.append(torch.tensor(state.getParameters()[self.parameter], dtype=torch.float64))
+        energy = self._callable()(*arguments)
+        (gradient,) = torch.autograd.grad(energy, positions)
+        return float(energy.detach()), -gradient.numpy()
+
+
+def create_python_force(
+    model: TensorNet,
+    atomic_numbers: Sequence[int],
+    atoms: Optional[Sequence[int]] = None,
+    total_charge: float = 0.0,
+    periodic: bool = False,
+    uses_box: Optional[bool] = None,
+    force_group: int = 0,
+    num_particles: Optional[int] = None,
+    neighbor_capacity: Optional[int] = None,
+    global_parameter: Optional[str] = None,
+    compile: bool = True,
+):
+    """An ``openmm.PythonForce`` evaluating ``model`` on the ML atoms; arguments as :func:`create_torch_force`.
+
+    ``compile=True`` runs the module through ``torch.compile`` (compiled on the first evaluation, which takes a
+    few seconds); ``False`` runs it eagerly.
+    """
+    import openmm
+
+    if not 0 <= force_group <= 31:
+        raise ValueError(f"force_group must be in [0, 31]; got {force_group}.")
+    box_input = bool(periodic if uses_box is None else uses_box)
+    scaled = None if global_parameter is None else ("box" if box_input else "nobox")
+    module = _build_module(model, atomic_numbers, atoms, total_charge, periodic, num_particles, neighbor_capacity,
+                           False, scaled)
+    computation = TensorNetComputation(module, box_input, global_parameter, compile)
+    parameters = {} if global_parameter is None else {global_parameter: 1.0}
+    force = openmm.PythonForce(computation, parameters)
+    force.setUsesPeriodicBoundaryConditions(box_input)
+    force.setForceGroup(force_group)
+    force.setName("TensorNet (PythonForce" + (", torch.compile)" if compile else ")"))
+    return force
