@@ -15,6 +15,7 @@ from .export import TorchForceModule, create_torch_force, ensure_torch_plugins, 
 
 ensure_torch_plugins()
 from .potential import TensorNetPotential  # noqa: E402
+from .python_force import create_python_force  # noqa: E402
 from .report import energy_report  # noqa: E402
 from .serialization import deserialize_system, install_safe_copies, serialize_system  # noqa: E402
 
@@ -31,6 +32,7 @@ __all__ = [
     "TorchForceModule",
     "TrainingConfig",
     "check_torch_abi",
+    "create_python_force",
     "create_torch_force",
     "deserialize_system",
     "energy_report",

@@ -240,13 +240,20 @@ def export_torchscript(
         Energies in kJ/mol from positions in nm. ``.save(path)`` writes a file that loads with ``torch.jit.load``
         after ``import openmm_tensornet``.
     """
+    return torch.jit.script(_build_module(model, atomic_numbers, atoms, total_charge, periodic, num_particles,
+                                          neighbor_capacity, static_shapes, scaled))
+
+
+def _build_module(model: TensorNet, atomic_numbers: Sequence[int], atoms: Optional[Sequence[int]], total_charge: float,
+                  periodic: bool, num_particles: Optional[int], neighbor_capacity: Optional[int], static_shapes: bool,
+                  scaled: Optional[str]) -> TorchForceModule:
+    """The (unscripted) module of :func:`export_torchscript`, after checking the selection; shared by both backends."""
     _check_selection(atomic_numbers, atoms, num_particles, model)
     if static_shapes and neighbor_capacity is None:
         raise ValueError("static_shapes needs a neighbor_capacity (see estimate_neighbor_capacity).")
     geometry = "periodic" if periodic else ("molecule" if atoms is not None else "none")
-    module = TorchForceModule(model, atomic_numbers, atoms, total_charge, geometry, neighbor_capacity, static_shapes,
-                              scaled)
-    return torch.jit.script(module)
+    return TorchForceModule(model, atomic_numbers, atoms, total_charge, geometry, neighbor_capacity, static_shapes,
+                            scaled)
 
 
 def create_torch_force(

@@ -375,10 +375,16 @@ class TensorNet(nn.Module):
             features = layer(features, pairs, index, cutoff, rbf, rbf_zero, cutoff_zero, charge_factor, compiled)
 
         scalars = self.readout_act(self.readout_linear(self.readout_norm(invariant_norms(features))))
-        counts = scatter_sum(torch.ones_like(total_charge[batch]), batch, num_molecules)
+        if num_molecules == 1:  # the common case in MD; plain sums (torch.compile's CPU scatter can fail here)
+            counts = torch.full((1,), float(num_atoms), dtype=pos.dtype, device=pos.device)
+        else:
+            counts = scatter_sum(torch.ones_like(total_charge[batch]), batch, num_molecules)
         atom_energy = self.energy_head(scalars).squeeze(-1) * self.energy_std + self.atomref[z]
         atom_energy = atom_energy + (self.energy_mean / counts)[batch]
-        energy = scatter_sum(atom_energy, batch, num_molecules)
+        if num_molecules == 1:
+            energy = atom_energy.sum().unsqueeze(0)
+        else:
+            energy = scatter_sum(atom_energy, batch, num_molecules)
         if overflow is not None:  # static shapes on CUDA: no host check possible, so poison the result
             energy = energy + torch.where(overflow, float("nan"), 0.0).to(energy.dtype)
 

@@ -21,7 +21,7 @@ import openmm
 import openmm.app as app
 from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 
-_OPTIONS = ("charge", "cudaGraphs", "neighborCapacity")
+_OPTIONS = ("charge", "cudaGraphs", "neighborCapacity", "backend", "torchCompile")
 
 
 class TensorNetPotentialImplFactory(MLPotentialImplFactory):
@@ -50,8 +50,7 @@ class TensorNetPotentialImpl(MLPotentialImpl):
 
     def addForces(self, topology: app.Topology, system: openmm.System, atoms: Optional[Iterable[int]],
                   forceGroup: int, **args) -> None:
-        from .export import create_torch_force
-        from .potential import _region
+        from .potential import _make_force, _region
 
         options = _options(args)
         box = topology.getPeriodicBoxVectors()
@@ -64,11 +63,11 @@ class TensorNetPotentialImpl(MLPotentialImpl):
             count = system.getNumParticles() or topology.getNumAtoms()
             indices = _region(atoms, count)
             numbers = self.potential._atomic_numbers(topology, indices)
-        force = create_torch_force(
+        force = _make_force(
+            options.get("backend", "TorchForce"), options.get("torchCompile", False), options.get("cudaGraphs", False),
             self.potential.model, numbers, indices, options.get("charge", 0.0), periodic=atoms is None and box is not None,
             uses_box=box is not None, force_group=forceGroup, num_particles=None,
-            cuda_graphs=options.get("cudaGraphs", False), neighbor_capacity=options.get("neighborCapacity"),
-            box_vectors=box)
+            neighbor_capacity=options.get("neighborCapacity"), box_vectors=box)
         system.addForce(force)
 
     def getSupportedEmbeddings(self) -> List[str]:

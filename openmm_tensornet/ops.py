@@ -230,6 +230,47 @@ def _register_fallback() -> None:
     _fallback_library.impl("tensor_product_backward", backward_only, "CompositeExplicitAutograd")
 
 
+def _register_fakes() -> None:
+    """Shape-only ("fake") kernels of the compiled ops, so that ``torch.compile`` can trace models that call them."""
+
+    @torch.library.register_fake("openmm_tensornet::neighbor_pairs")
+    def _(positions, box, batch, cutoff, max_pairs=-1, half=False, algorithm="auto"):
+        count = max_pairs if max_pairs >= 0 else torch.library.get_ctx().new_dynamic_size()
+        device = positions.device
+        return (positions.new_empty((2, count), dtype=torch.long), positions.new_empty((count, 3), dtype=torch.int32),
+                torch.empty((), dtype=torch.long, device=device))
+
+    @torch.library.register_fake("openmm_tensornet::tensor_messages")
+    def _(weights, features, pairs, first_ptr, second_order, second_ptr):
+        return torch.empty_like(features)
+
+    @torch.library.register_fake("openmm_tensornet::tensor_messages_weight_grad")
+    def _(grad_messages, features, pairs):
+        return features.new_empty((pairs.shape[1], 3, features.shape[2]))
+
+    @torch.library.register_fake("openmm_tensornet::tensor_embedding")
+    def _(radial, edge, receiver_term, sender_term, pairs, first_ptr, second_order, second_ptr):
+        shape = (receiver_term.shape[0], 9, receiver_term.shape[1])
+        return radial.new_empty(shape), radial.new_empty(shape)
+
+    @torch.library.register_fake("openmm_tensornet::tensor_embedding_backward")
+    def _(grad, edge_sum, radial, edge, receiver_term, sender_term, pairs, first_ptr, second_order, second_ptr):
+        return (torch.empty_like(radial), torch.empty_like(edge), torch.empty_like(receiver_term),
+                torch.empty_like(sender_term))
+
+    @torch.library.register_fake("openmm_tensornet::tensor_product")
+    def _(left, right):
+        return torch.empty_like(left)
+
+    @torch.library.register_fake("openmm_tensornet::tensor_product_backward")
+    def _(grad, left, right):
+        return torch.empty_like(left), torch.empty_like(right)
+
+    @torch.library.register_fake("openmm_tensornet::radial_mlp")
+    def _(rbf, cutoff, weights, biases, activation):
+        return rbf.new_empty((rbf.shape[0], weights[-1].shape[0]))
+
+
 def _already_registered() -> bool:
     try:
         torch.ops.openmm_tensornet.neighbor_pairs.default
@@ -269,6 +310,7 @@ def load_ops() -> OpsStatus:
             stacklevel=2,
         )
         return _status
+    _register_fakes()
     _status = OpsStatus(compiled=True, cuda=problem is None, library=library, reason="compiled", notes=notes)
     return _status
 

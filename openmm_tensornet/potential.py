@@ -69,12 +69,15 @@ class TensorNetPotential:
         return numbers
 
     def createSystem(self, topology: app.Topology, removeCMMotion: bool = True, charge: float = 0.0,
-                     cudaGraphs: bool = False, neighborCapacity: Optional[int] = None) -> openmm.System:
+                     cudaGraphs: bool = False, neighborCapacity: Optional[int] = None, backend: str = "TorchForce",
+                     torchCompile: bool = False) -> openmm.System:
         """A System in which TensorNet describes every atom (periodic when the topology has a box).
 
         ``charge`` is the total charge of the system (e). ``cudaGraphs`` sets openmm-torch's CUDA-graph property
         and sizes a neighbour capacity from the box's density (``neighborCapacity`` overrides it); see
-        :func:`openmm_tensornet.create_torch_force`.
+        :func:`openmm_tensornet.create_torch_force`. ``backend``: ``"TorchForce"`` (openmm-torch, TorchScript; the
+        default) or ``"PythonForce"`` (``openmm.PythonForce``, no TorchScript; ``torchCompile=True`` runs it through
+        ``torch.compile``); see :mod:`openmm_tensornet.python_force`.
         """
         system = openmm.System()
         atoms = list(topology.atoms())
@@ -89,9 +92,8 @@ class TensorNetPotential:
         if periodic:
             system.setDefaultPeriodicBoxVectors(*box)
         numbers = self._atomic_numbers(topology, list(range(len(atoms))))
-        system.addForce(create_torch_force(self.model, numbers, None, charge, periodic=periodic,
-                                           cuda_graphs=cudaGraphs, neighbor_capacity=neighborCapacity,
-                                           box_vectors=box))
+        system.addForce(_make_force(backend, torchCompile, cudaGraphs, self.model, numbers, None, charge,
+                                    periodic=periodic, neighbor_capacity=neighborCapacity, box_vectors=box))
         if removeCMMotion:
             system.addForce(openmm.CMMotionRemover())
         return system
@@ -107,6 +109,8 @@ class TensorNetPotential:
         charge: float = 0.0,
         cudaGraphs: bool = False,
         neighborCapacity: Optional[int] = None,
+        backend: str = "TorchForce",
+        torchCompile: bool = False,
     ) -> openmm.System:
         """A copy of the MM ``system`` in which TensorNet describes the interactions *within* ``atoms``.
 
@@ -120,7 +124,11 @@ class TensorNetPotential:
         ``interpolate=True`` adds the global parameter ``lambda_interpolate`` (default 1): 0 is the MM system
         exactly, 1 the ML/MM system above, linear in between, with ``dE/dlambda_interpolate`` available from
         ``State.getEnergyParameterDerivatives()`` (see :mod:`openmm_tensornet.interpolation`).
+
+        ``backend`` and ``torchCompile`` as in :meth:`createSystem` (with ``"PythonForce"``, ``lambda_interpolate``
+        still scales the ML energy but ``dE/dlambda_interpolate`` is not available).
         """
+        _check_backend(backend, torchCompile, cudaGraphs)
         region = _region(atoms, system.getNumParticles())
         if topology.getNumAtoms() != system.getNumParticles():
             raise ValueError(f"the topology has {topology.getNumAtoms()} atoms but the system "
@@ -140,12 +148,35 @@ class TensorNetPotential:
         if removeConstraints:
             _remove_constraints(mixed, system, inside, interpolate)
         mixed.addForce(_region_bonds(region, system.usesPeriodicBoundaryConditions()))
-        mixed.addForce(create_torch_force(
-            self.model, numbers, region, charge, periodic=False,
+        mixed.addForce(_make_force(
+            backend, torchCompile, cudaGraphs, self.model, numbers, region, charge, periodic=False,
             uses_box=system.usesPeriodicBoundaryConditions(), force_group=forceGroup,
-            num_particles=system.getNumParticles(), cuda_graphs=cudaGraphs, neighbor_capacity=neighborCapacity,
+            num_particles=system.getNumParticles(), neighbor_capacity=neighborCapacity,
             global_parameter=PARAMETER if interpolate else None))
         return mixed
+
+
+BACKENDS = ("TorchForce", "PythonForce")
+
+
+def _check_backend(backend: str, torch_compile: bool, cuda_graphs: bool) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}.")
+    if backend == "TorchForce" and torch_compile:
+        raise ValueError("torchCompile applies to backend='PythonForce'; the TorchForce backend runs TorchScript.")
+    if backend == "PythonForce" and cuda_graphs:
+        raise ValueError("cudaGraphs needs backend='TorchForce' (openmm-torch's C++ CUDA graphs).")
+
+
+def _make_force(backend: str, torch_compile: bool, cuda_graphs: bool, model: TensorNet, numbers, atoms, charge,
+                **options) -> openmm.Force:
+    """The ML force of the chosen backend (arguments of :func:`create_torch_force`)."""
+    _check_backend(backend, torch_compile, cuda_graphs)
+    if backend == "TorchForce":
+        return create_torch_force(model, numbers, atoms, charge, cuda_graphs=cuda_graphs, **options)
+    from .python_force import create_python_force
+
+    return create_python_force(model, numbers, atoms, charge, compile=torch_compile, **options)
 
 
 def _region(atoms: Iterable[int], num_particles: int) -> List[int]:

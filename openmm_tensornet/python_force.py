@@ -17,7 +17,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .export import TorchForceModule, _build_module
+from .export import TorchForceModule, _box_volume_nm3, _build_module, estimate_neighbor_capacity
+from .units import nm_to_length
 from .model import TensorNet
 
 
@@ -72,12 +73,15 @@ def create_python_force(
     num_particles: Optional[int] = None,
     neighbor_capacity: Optional[int] = None,
     global_parameter: Optional[str] = None,
-    compile: bool = True,
+    compile: bool = False,
+    box_vectors=None,
 ):
     """An ``openmm.PythonForce`` evaluating ``model`` on the ML atoms; arguments as :func:`create_torch_force`.
 
-    ``compile=True`` runs the module through ``torch.compile`` (compiled on the first evaluation, which takes a
-    few seconds); ``False`` runs it eagerly.
+    ``compile=True`` runs the module through ``torch.compile`` (compiled on the first evaluation, which takes
+    about half a minute), with static shapes: a neighbour capacity sized from the density as for CUDA graphs
+    (``box_vectors``, in nm, give the density of a periodic ML system; ``neighbor_capacity`` overrides it).
+    ``False`` runs the module eagerly.
     """
     import openmm
 
@@ -85,8 +89,18 @@ def create_python_force(
         raise ValueError(f"force_group must be in [0, 31]; got {force_group}.")
     box_input = bool(periodic if uses_box is None else uses_box)
     scaled = None if global_parameter is None else ("box" if box_input else "nobox")
+    if compile and neighbor_capacity is None:
+        # Static shapes: a fixed-size (padded) neighbour list, so torch.compile compiles once, not every step.
+        volume = None
+        if periodic:
+            if box_vectors is None:
+                raise ValueError("compile=True with a periodic ML system needs box_vectors (nm) to size the "
+                                 "neighbour capacity, or an explicit neighbor_capacity.")
+            volume = _box_volume_nm3(box_vectors)
+        cutoff_nm = model.cutoff_upper / nm_to_length(model.length_unit)
+        neighbor_capacity = estimate_neighbor_capacity(len(atomic_numbers), cutoff_nm, volume)
     module = _build_module(model, atomic_numbers, atoms, total_charge, periodic, num_particles, neighbor_capacity,
-                           False, scaled)
+                           compile, scaled)
     computation = TensorNetComputation(module, box_input, global_parameter, compile)
     parameters = {} if global_parameter is None else {global_parameter: 1.0}
     force = openmm.PythonForce(computation, parameters)
