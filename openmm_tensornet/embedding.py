@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from .radial import radial_mlp_reference
 from .messages import PairIndex, tensor_embedding, tensor_embedding_reference
-from .tensors import edge_components, squared_norm
+from .tensors import edge_components, expand_parts, mix_parts, squared_norm
 
 
 def scatter_sum(values: Tensor, index: Tensor, num_atoms: int) -> Tensor:
@@ -85,11 +85,6 @@ class TensorEmbedding(nn.Module):
         for linear in self.scalar_mlp:
             gates = self.act(linear(gates))
         gates = gates.view(num_atoms, 3, f)
-        return torch.cat(
-            (
-                self.component_mix[0](features[:, 0:1]) * gates[:, 0:1],
-                self.component_mix[1](features[:, 1:4]) * gates[:, 1:2],
-                self.component_mix[2](features[:, 4:9]) * gates[:, 2:3],
-            ),
-            dim=1,
-        )
+        mixed = mix_parts(features, self.component_mix[0].weight, self.component_mix[1].weight,
+                          self.component_mix[2].weight)
+        return mixed * expand_parts(gates)

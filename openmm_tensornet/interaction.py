@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .messages import PairIndex, tensor_messages, tensor_messages_reference, tensor_product
 from .radial import radial_mlp_reference
-from .tensors import basis, expand_parts, from_matrix, matmul, squared_norm, to_matrix
+from .tensors import basis, expand_parts, mix_parts, from_matrix, matmul, squared_norm, to_matrix
 
 
 class Interaction(nn.Module):
@@ -71,8 +71,7 @@ class Interaction(nn.Module):
         loop = self.radial_weights(rbf_zero, cutoff_zero, False)  # [1, 3, F]
 
         features = features / (squared_norm(features) + 1.0).unsqueeze(1)
-        mixed = torch.cat((self.mix_in[0](features[:, 0:1]), self.mix_in[1](features[:, 1:4]),
-                           self.mix_in[2](features[:, 4:9])), dim=1)
+        mixed = mix_parts(features, self.mix_in[0].weight, self.mix_in[1].weight, self.mix_in[2].weight)
         if compiled:
             message = tensor_messages(radial, mixed, index)
         else:
@@ -85,8 +84,7 @@ class Interaction(nn.Module):
         else:
             product = factor * (self._product(message, mixed, compiled) + self._product(mixed, message, compiled))
         product = product / (squared_norm(product) + 1.0).unsqueeze(1)
-        update = torch.cat((self.mix_out[0](product[:, 0:1]), self.mix_out[1](product[:, 1:4]),
-                            self.mix_out[2](product[:, 4:9])), dim=1)
+        update = mix_parts(product, self.mix_out[0].weight, self.mix_out[1].weight, self.mix_out[2].weight)
         return features + update + factor * self._product(update, update, compiled)
 
     def _product(self, left: Tensor, right: Tensor, compiled: bool) -> Tensor:

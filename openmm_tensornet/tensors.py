@@ -109,3 +109,13 @@ def edge_components(unit_vectors: Tensor) -> Tensor:
         ),
         dim=1,
     )
+
+
+def mix_parts(features: Tensor, scalar_weight: Tensor, vector_weight: Tensor, symmetric_weight: Tensor) -> Tensor:
+    """Channel mixing of the I, A and S parts of ``[N, 9, F]`` features, each with its own ``[F_out, F]`` matrix
+    (bias-free linears), as one batched matrix product over the 9 components."""
+    weights = torch.stack((scalar_weight, vector_weight, symmetric_weight)).transpose(1, 2)  # [3, F, F_out]
+    per_component = torch.cat(
+        (weights[0:1], weights[1:2].expand(3, -1, -1), weights[2:3].expand(5, -1, -1)), dim=0
+    )  # [9, F, F_out]
+    return torch.bmm(features.transpose(0, 1), per_component).transpose(0, 1)
