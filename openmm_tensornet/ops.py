@@ -242,7 +242,7 @@ def _register_fakes() -> None:
 
     @torch.library.register_fake("openmm_tensornet::tensor_messages")
     def _(weights, features, pairs, first_ptr, second_order, second_ptr):
-        return torch.empty_like(features)
+        return features.new_empty(features.shape)  # the kernels return contiguous tensors
 
     @torch.library.register_fake("openmm_tensornet::tensor_messages_weight_grad")
     def _(grad_messages, features, pairs):
@@ -255,16 +255,16 @@ def _register_fakes() -> None:
 
     @torch.library.register_fake("openmm_tensornet::tensor_embedding_backward")
     def _(grad, edge_sum, radial, edge, receiver_term, sender_term, pairs, first_ptr, second_order, second_ptr):
-        return (torch.empty_like(radial), torch.empty_like(edge), torch.empty_like(receiver_term),
-                torch.empty_like(sender_term))
+        return (radial.new_empty(radial.shape), edge.new_empty(edge.shape), receiver_term.new_empty(receiver_term.shape),
+                sender_term.new_empty(sender_term.shape))
 
     @torch.library.register_fake("openmm_tensornet::tensor_product")
     def _(left, right):
-        return torch.empty_like(left)
+        return left.new_empty(left.shape)
 
     @torch.library.register_fake("openmm_tensornet::tensor_product_backward")
     def _(grad, left, right):
-        return torch.empty_like(left), torch.empty_like(right)
+        return left.new_empty(left.shape), right.new_empty(right.shape)
 
     @torch.library.register_fake("openmm_tensornet::radial_mlp")
     def _(rbf, cutoff, weights, biases, activation):

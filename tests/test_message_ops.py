@@ -289,3 +289,29 @@ def test_exported_module_raises_evaluation_errors_at_its_top_level(problem):
     model.defer_errors = True
     out = model(z, x * 10.0, box=box * 10.0 if periodic else None)
     assert torch.isnan(out.energy).all() and model.error != ""
+
+
+@compiled
+def test_fake_kernels_match_the_compiled_ops():
+    """torch.compile traces the ops through their fake kernels: shapes, strides and dtypes must match (opcheck),
+    including for non-contiguous inputs."""
+    raw, weights, features, _ = random_inputs(20, 4, seed=1)
+    index = pair_index(raw, 20)
+    strided = features.transpose(0, 1).contiguous().transpose(0, 1)
+    e_raw, radial, edge, receiver, sender, _ = _embedding_inputs(20, 4, 2)
+    e_index = pair_index(e_raw, 20)
+    generator = torch.Generator().manual_seed(0)
+    cases = [
+        ("tensor_messages", (weights, strided, raw, index.first_ptr, index.second_order, index.second_ptr)),
+        ("tensor_product", (strided, features)),
+        ("tensor_embedding", (radial, edge, receiver, sender, e_raw, e_index.first_ptr, e_index.second_order,
+                              e_index.second_ptr)),
+        ("radial_mlp", (torch.rand(7, 3, generator=generator, dtype=torch.float64),
+                        torch.rand(7, generator=generator, dtype=torch.float64),
+                        [torch.rand(5, 3, generator=generator, dtype=torch.float64)],
+                        [torch.rand(5, generator=generator, dtype=torch.float64)], "silu")),
+    ]
+    for name, arguments in cases:
+        operator = getattr(torch.ops.openmm_tensornet, name).default
+        torch.library.opcheck(operator, arguments,
+                              test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
