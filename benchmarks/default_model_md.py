@@ -1,9 +1,10 @@
 """Stability of the shipped default model: pure-ML Langevin MD at 300 K, through OpenMM's TorchForce on the CPU.
 
-    python benchmarks/default_model_md.py [--picoseconds 100] [--timestep-fs 0.5]
+    python benchmarks/default_model_md.py [--picoseconds 100] [--timestep-fs 0.5] [--set systems|smiles|all]
 
-Molecules: alanine dipeptide (openmmtools) and drug-like molecules built from SMILES with RDKit (the test molecules
-of the default model are among them). A run counts as stable when no coordinate is NaN and every covalent bond
+Molecules: ``systems``: the ML molecule of every ``systems/`` example, taken from its PDB file (alanine dipeptide,
+paracetamol, p-xylene), alone in vacuum; ``smiles``: drug-like molecules built from SMILES with RDKit (training
+and test molecules of the default model are among them). A run counts as stable when no coordinate is NaN and every covalent bond
 stays within 0.4 Å of its starting length. Prints one table row per molecule with ns/day.
 """
 
@@ -44,13 +45,32 @@ def from_smiles(smiles: str):
     return topology, mol.GetConformer().GetPositions() / 10.0, Chem.GetFormalCharge(mol)
 
 
-def molecules():
-    from openmmtools import testsystems
+SYSTEMS = {  # system folder -> residue names of its ML molecule (None: everything)
+    "alanine-dipeptide-vacuum": None,
+    "paracetamol-water": {"LIG"},
+    "t4-lysozyme-l99a-p-xylene": {"TMP"},
+}
 
-    test = testsystems.AlanineDipeptideVacuum()
-    yield "alanine dipeptide", test.topology, np.asarray(test.positions.value_in_unit(unit.nanometer)), 0
-    for name, smiles in SMILES.items():
-        yield (name, *from_smiles(smiles))
+
+def from_system(folder: str, residues):
+    from pathlib import Path
+
+    pdb = app.PDBFile(str(Path(__file__).resolve().parents[1] / "systems" / folder / "input.pdb"))
+    modeller = app.Modeller(pdb.topology, pdb.positions)
+    if residues is not None:
+        modeller.delete([r for r in modeller.topology.residues() if r.name not in residues])
+    positions = np.asarray(modeller.getPositions().value_in_unit(unit.nanometer))
+    modeller.topology.setPeriodicBoxVectors(None)
+    return modeller.topology, positions, 0
+
+
+def molecules(which: str):
+    if which in ("systems", "all"):
+        for folder, residues in SYSTEMS.items():
+            yield (f"{folder} (ML molecule)", *from_system(folder, residues))
+    if which in ("smiles", "all"):
+        for name, smiles in SMILES.items():
+            yield (name, *from_smiles(smiles))
 
 
 def run(name, topology, positions, charge, picoseconds, timestep_fs, potential):
@@ -85,12 +105,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--picoseconds", type=float, default=100.0)
     parser.add_argument("--timestep-fs", type=float, default=0.5)
+    parser.add_argument("--set", choices=["systems", "smiles", "all"], default="all")
     args = parser.parse_args()
     potential = TensorNetPotential()
     print(f"default model, pure ML, Langevin 300 K, {args.timestep_fs} fs, {args.picoseconds} ps, CPU platform")
     print("| molecule | atoms | stable | steps | max bond change (Å) | ns/day |")
     print("|---|---|---|---|---|---|")
-    for name, topology, positions, charge in molecules():
+    for name, topology, positions, charge in molecules(args.set):
         name, stable, steps, worst, speed = run(name, topology, positions, charge, args.picoseconds,
                                                 args.timestep_fs, potential)
         print(f"| {name} | {topology.getNumAtoms()} | {'yes' if stable else 'NO'} | {steps} | {worst:.3f} | "

@@ -290,14 +290,7 @@ def create_torch_force(
         raise ValueError(f"force_group must be in [0, 31]; got {force_group}.")
     box_input = bool(periodic if uses_box is None else uses_box)
     if cuda_graphs and neighbor_capacity is None:
-        volume = None
-        if periodic:
-            if box_vectors is None:
-                raise ValueError("cuda_graphs with a periodic ML system needs box_vectors (nm) to size the "
-                                 "neighbour capacity, or an explicit neighbor_capacity.")
-            volume = _box_volume_nm3(box_vectors)
-        cutoff_nm = model.cutoff_upper / nm_to_length(model.length_unit)
-        neighbor_capacity = estimate_neighbor_capacity(len(atomic_numbers), cutoff_nm, volume)
+        neighbor_capacity = static_capacity(model, len(atomic_numbers), periodic, box_vectors, "cuda_graphs")
     scaled = None if global_parameter is None else ("box" if box_input else "nobox")
     module = export_torchscript(model, atomic_numbers, atoms, total_charge, periodic, num_particles,
                                 neighbor_capacity, cuda_graphs, scaled)
@@ -310,6 +303,18 @@ def create_torch_force(
         force.addGlobalParameter(global_parameter, 1.0)
         force.addEnergyParameterDerivative(global_parameter)
     return force
+
+
+def static_capacity(model: TensorNet, num_atoms: int, periodic: bool, box_vectors, reason: str) -> int:
+    """The neighbour capacity static shapes need (``reason`` names the option that needs them, for the error)."""
+    volume = None
+    if periodic:
+        if box_vectors is None:
+            raise ValueError(f"{reason} with a periodic ML system needs box_vectors (nm) to size the neighbour "
+                             "capacity, or an explicit neighbor_capacity.")
+        volume = _box_volume_nm3(box_vectors)
+    cutoff_nm = model.cutoff_upper / nm_to_length(model.length_unit)
+    return estimate_neighbor_capacity(num_atoms, cutoff_nm, volume)
 
 
 def _box_volume_nm3(box_vectors) -> float:

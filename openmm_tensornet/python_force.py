@@ -17,8 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .export import TorchForceModule, _box_volume_nm3, _build_module, estimate_neighbor_capacity
-from .units import nm_to_length
+from .export import TorchForceModule, _build_module, static_capacity
 from .model import TensorNet
 
 
@@ -91,14 +90,7 @@ def create_python_force(
     scaled = None if global_parameter is None else ("box" if box_input else "nobox")
     if compile and neighbor_capacity is None:
         # Static shapes: a fixed-size (padded) neighbour list, so torch.compile compiles once, not every step.
-        volume = None
-        if periodic:
-            if box_vectors is None:
-                raise ValueError("compile=True with a periodic ML system needs box_vectors (nm) to size the "
-                                 "neighbour capacity, or an explicit neighbor_capacity.")
-            volume = _box_volume_nm3(box_vectors)
-        cutoff_nm = model.cutoff_upper / nm_to_length(model.length_unit)
-        neighbor_capacity = estimate_neighbor_capacity(len(atomic_numbers), cutoff_nm, volume)
+        neighbor_capacity = static_capacity(model, len(atomic_numbers), periodic, box_vectors, "compile=True")
     module = _build_module(model, atomic_numbers, atoms, total_charge, periodic, num_particles, neighbor_capacity,
                            compile, scaled)
     computation = TensorNetComputation(module, box_input, global_parameter, compile)
