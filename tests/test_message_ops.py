@@ -315,3 +315,44 @@ def test_fake_kernels_match_the_compiled_ops():
         operator = getattr(torch.ops.openmm_tensornet, name).default
         torch.library.opcheck(operator, arguments,
                               test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cuda_kernels_match_the_cpu_kernels(dtype):
+    if not ops_status().cuda:
+        pytest.skip("the CUDA kernels were not built: " + "; ".join(ops_status().notes))
+    raw, weights, features, _ = random_inputs(60, 8, seed=5, capacity=2000, dtype=dtype)
+    e_raw, radial, edge, receiver, sender, _ = _embedding_inputs(60, 8, 6, capacity=2000, dtype=dtype)
+    tol = TOLERANCES[dtype]["tensor"]
+    for function, inputs, pairs in (
+        (lambda w, x, i: tensor_messages(w, x, i), [weights, features], raw),
+        (lambda r, e, a, b, i: tensor_embedding(r, e, a, b, i), [radial, edge, receiver, sender], e_raw),
+    ):
+        cpu_out, cpu_grads = _grads(lambda *a: function(*a, pair_index(pairs, 60)), inputs)
+        cuda_inputs = [x.cuda() for x in inputs]
+        cuda_index = pair_index(pairs.cuda(), 60)
+        cuda_out, cuda_grads = _grads(lambda *a: function(*a, cuda_index), cuda_inputs)
+        assert_close(cuda_out.cpu(), cpu_out, tol, "value")
+        for mine, theirs in zip(cuda_grads, cpu_grads):
+            assert_close(mine.cpu(), theirs, tol, "gradient")
+    left, right = features[:10], features[10:20]
+    assert_close(tensor_product(left.cuda(), right.cuda()).cpu(), tensor_product(left, right), tol, "product")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_model_on_cuda_equals_cpu_with_and_without_static_shapes():
+    if not ops_status().cuda:
+        pytest.skip("the CUDA kernels were not built")
+    model = small_model(3)
+    z, pos = random_molecule(40, seed=3, density=0.1)
+    expected = model(z, pos, compute_forces=True)
+    for static in (False, True):
+        gpu = small_model(3).cuda()
+        if static:
+            gpu.set_neighbor_capacity(3000, static=True)
+        out = gpu(z.cuda(), pos.cuda(), compute_forces=True)
+        assert_close(out.energy.cpu(), expected.energy.detach(), 1e-10, "energy")
+        assert_close(out.forces.cpu(), expected.forces.detach(), 1e-9, "forces")
