@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import Tensor, nn
 
-from .radial import radial_mlp_reference
 from .messages import PairIndex, tensor_embedding, tensor_embedding_reference
+from .radial import radial_mlp_reference
 from .tensors import edge_components, expand_parts, mix_parts, squared_norm
 
 

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .messages import PairIndex, tensor_messages, tensor_messages_reference, tensor_product
 from .radial import radial_mlp_reference
-from .tensors import basis, expand_parts, mix_parts, from_matrix, matmul, squared_norm, to_matrix
+from .tensors import basis, expand_parts, from_matrix, mix_parts, matmul, squared_norm, to_matrix
 
 
 class Interaction(nn.Module):

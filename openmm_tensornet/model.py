@@ -13,8 +13,8 @@ from .embedding import TensorEmbedding, scatter_sum
 from .heads import MLP, DipoleHead, PolarizabilityHead
 from .interaction import Interaction
 from .neighbors import box_problem, neighbor_pairs, nonfinite_positions_problem
-from .radial import CosineCutoff, make_rbf
 from .messages import pair_index
+from .radial import CosineCutoff, make_rbf
 from .tensors import basis, invariant_norms, skew_vector, symmetric_matrix
 
 
@@ -239,10 +239,12 @@ class TensorNet(nn.Module):
         atom = int(counts.argmax())
         label = int(self.atom_labels[atom]) if self.atom_labels.numel() > atom else atom
         average = float(found) / float(max(pos.shape[0], 1))
+        tenths = int(average * 10.0 + 0.5)  # one decimal, without float artefacts such as 48.600000000000001
         return ("neighbour list overflow: " + str(found) + " pairs are within the cutoff (" + str(self.cutoff_upper)
                 + " " + self.length_unit + ") but the neighbour capacity is " + str(capacity) + ". Atom "
                 + str(label) + " has the most neighbours (" + str(int(counts[atom])) + "; "
-                + str(float(int(average * 10.0 + 0.5)) / 10.0) + " per atom on average). No pair was dropped: the evaluation stopped "
+                + str(tenths // 10) + "." + str(tenths % 10)
+                + " per atom on average). No pair was dropped: the evaluation stopped "
                 + "instead. The atoms are denser than the capacity was sized for (a collapsing structure, or a box "
                 + "compressed by the barostat); check the structure, or recreate the force with a larger "
                 + "neighbor_capacity (at least " + str(found) + ", e.g. " + str(int(found * 1.5)) + ").")

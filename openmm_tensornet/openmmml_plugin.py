@@ -65,7 +65,8 @@ class TensorNetPotentialImpl(MLPotentialImpl):
             numbers = self.potential._atomic_numbers(topology, indices)
         force = _make_force(
             options.get("backend", "TorchForce"), options.get("torchCompile", False), options.get("cudaGraphs", False),
-            self.potential.model, numbers, indices, options.get("charge", 0.0), periodic=atoms is None and box is not None,
+            self.potential.model, numbers, indices, options.get("charge", 0.0),
+            periodic=atoms is None and box is not None,
             uses_box=box is not None, force_group=forceGroup, num_particles=None,
             neighbor_capacity=options.get("neighborCapacity"), box_vectors=box)
         system.addForce(force)

@@ -72,7 +72,8 @@ RADIAL_MLP_SCHEMA = (
 CPU_SOURCES = ("neighbors/neighbors.cpp", "neighbors/neighbors_cpu.cpp", "common/checks.cpp", "common/cell_grid.cpp",
                "messages/messages.cpp", "messages/messages_cpu.cpp", "radial/radial.cpp")
 CUDA_SOURCES = ("neighbors/neighbors_cuda.cu", "messages/messages_cuda.cu")
-HEADERS = ("common/pair_search.h", "common/checks.h", "common/cell_grid.h", "messages/messages.h", "messages/tensor_algebra.h")
+HEADERS = ("common/pair_search.h", "common/checks.h", "common/cell_grid.h", "messages/messages.h",
+           "messages/tensor_algebra.h")
 
 
 @dataclass
@@ -207,27 +208,20 @@ def _register_fallback() -> None:
     def embedding_fallback(radial, edge, receiver_term, sender_term, pairs, first_ptr, second_order, second_ptr):
         return tensor_embedding_sums(radial, edge, receiver_term, sender_term, pairs)
 
-    def backward_only(*args):
-        raise RuntimeError("this op only serves the compiled ops' backward passes")
-
+    # The compiled ops' backward-only ops (tensor_*_backward, tensor_messages_weight_grad) have no fallback: only the
+    # compiled autograd kernels call them; here autograd differentiates the twins instead.
     _fallback_library = torch.library.Library("openmm_tensornet", "DEF")
     _fallback_library.define(NEIGHBOR_PAIRS_SCHEMA)
     _fallback_library.impl("neighbor_pairs", fallback, "CompositeExplicitAutograd")
     _fallback_library.define(TENSOR_MESSAGES_SCHEMA)
     # CompositeImplicitAutograd: autograd differentiates through the torch ops of the twin.
     _fallback_library.impl("tensor_messages", messages_fallback, "CompositeImplicitAutograd")
-    _fallback_library.define(TENSOR_MESSAGES_WEIGHT_GRAD_SCHEMA)
-    _fallback_library.impl("tensor_messages_weight_grad", backward_only, "CompositeExplicitAutograd")
     _fallback_library.define(TENSOR_EMBEDDING_SCHEMA)
     _fallback_library.impl("tensor_embedding", embedding_fallback, "CompositeImplicitAutograd")
-    _fallback_library.define(TENSOR_EMBEDDING_BACKWARD_SCHEMA)
-    _fallback_library.impl("tensor_embedding_backward", backward_only, "CompositeExplicitAutograd")
     _fallback_library.define(TENSOR_PRODUCT_SCHEMA)
     _fallback_library.impl("tensor_product", tensor_product_reference, "CompositeImplicitAutograd")
     _fallback_library.define(RADIAL_MLP_SCHEMA)
     _fallback_library.impl("radial_mlp", radial_mlp_reference, "CompositeImplicitAutograd")
-    _fallback_library.define(TENSOR_PRODUCT_BACKWARD_SCHEMA)
-    _fallback_library.impl("tensor_product_backward", backward_only, "CompositeExplicitAutograd")
 
 
 def _register_fakes() -> None:

@@ -12,6 +12,7 @@ paths are in ``benchmarks/README.md``.
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Sequence
 
 import numpy as np
@@ -39,6 +40,9 @@ class TensorNetComputation:
     def _callable(self):
         if self._function is None:
             if self.compile:
+                # Inductor's on-disk cache does not key on the implementations of custom ops: keep one cache per
+                # build of our ops (compiled or pure-torch), so a stale compiled graph is never reused.
+                os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", _inductor_cache_dir())
                 self._function = torch.compile(self.module, dynamic=False)
             else:
                 self._function = self.module
@@ -59,6 +63,13 @@ class TensorNetComputation:
         energy = self._callable()(*arguments)
         (gradient,) = torch.autograd.grad(energy, positions)
         return float(energy.detach()), -gradient.numpy()
+
+
+def _inductor_cache_dir() -> str:
+    from .ops import cache_root, ops_status
+
+    library = ops_status().library
+    return str(cache_root() / "inductor" / (library.parent.name if library is not None else "pure-torch-ops"))
 
 
 def create_python_force(

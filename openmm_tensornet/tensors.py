@@ -17,7 +17,8 @@ from typing import List
 import torch
 from torch import Tensor
 
-# Components 0:1, 1:4 and 4:9 hold the three irreducible parts. The part (0: I, 1: A, 2: S) each of the 9 components belongs to.
+# Components 0:1, 1:4 and 4:9 hold the three irreducible parts.
+# The part (0: I, 1: A, 2: S) each of the 9 components belongs to.
 COMPONENT_PART: List[int] = [0, 1, 1, 1, 2, 2, 2, 2, 2]
 
 

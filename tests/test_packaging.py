@@ -137,3 +137,20 @@ def test_doctor_checks_the_installation():
                             env={**os.environ, "OPENMM_TENSORNET_OPS": "reference"})
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert "[BAD] compiled ops" in broken.stdout and "fix: install g++ and ninja" in broken.stdout, broken.stdout
+
+
+def test_every_plugin_source_ships_in_the_wheel():
+    """ops.py compiles the files it lists from openmm_tensornet/_plugin: each must be in a package with package-data
+    matching it, or an installed package falls back to the slow pure-torch ops."""
+    from fnmatch import fnmatch
+
+    from openmm_tensornet import ops
+
+    setuptools = _pyproject()["tool"]["setuptools"]
+    for source in ops.CPU_SOURCES + ops.CUDA_SOURCES + ops.HEADERS:
+        folder, name = source.rsplit("/", 1)
+        package = "openmm_tensornet._plugin." + folder.replace("/", ".")
+        assert package in setuptools["packages"], f"{package} (for {source}) is missing from [tool.setuptools] packages"
+        patterns = setuptools["package-data"].get(package, [])
+        assert any(fnmatch(name, pattern) for pattern in patterns), f"{source} matches no package-data of {package}"
+        assert (ROOT / "plugin" / source).is_file()
