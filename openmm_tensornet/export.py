@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from typing import List, Optional, Sequence, Set
+from typing import List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -286,15 +286,10 @@ def create_torch_force(
     """
     import openmmtorch
 
-    if not 0 <= force_group <= 31:
-        raise ValueError(f"force_group must be in [0, 31]; got {force_group}.")
-    box_input = bool(periodic if uses_box is None else uses_box)
-    if cuda_graphs and neighbor_capacity is None:
-        neighbor_capacity = static_capacity(model, len(atomic_numbers), periodic, box_vectors, "cuda_graphs")
-    scaled = None if global_parameter is None else ("box" if box_input else "nobox")
-    module = export_torchscript(model, atomic_numbers, atoms, total_charge, periodic, num_particles,
-                                neighbor_capacity, cuda_graphs, scaled)
-    force = openmmtorch.TorchForce(module)
+    module, box_input = force_module(model, atomic_numbers, atoms, total_charge, periodic, uses_box, force_group,
+                                     num_particles, neighbor_capacity, cuda_graphs, box_vectors, global_parameter,
+                                     "cuda_graphs")
+    force = openmmtorch.TorchForce(torch.jit.script(module))
     force.setUsesPeriodicBoundaryConditions(box_input)
     force.setForceGroup(force_group)
     if cuda_graphs:
@@ -303,6 +298,26 @@ def create_torch_force(
         force.addGlobalParameter(global_parameter, 1.0)
         force.addEnergyParameterDerivative(global_parameter)
     return force
+
+
+def force_module(model: TensorNet, atomic_numbers: Sequence[int], atoms: Optional[Sequence[int]], total_charge: float,
+                 periodic: bool, uses_box: Optional[bool], force_group: int, num_particles: Optional[int],
+                 neighbor_capacity: Optional[int], static_shapes: bool, box_vectors, global_parameter: Optional[str],
+                 reason: str) -> Tuple[TorchForceModule, bool]:
+    """The module of an OpenMM force (either backend) and whether the force takes the box.
+
+    Checks the force group, sizes a neighbour capacity for ``static_shapes`` when none is given (``reason`` names the
+    option that asked for static shapes, for the error message) and picks the module's argument layout.
+    """
+    if not 0 <= force_group <= 31:
+        raise ValueError(f"force_group must be in [0, 31]; got {force_group}.")
+    box_input = bool(periodic if uses_box is None else uses_box)
+    if static_shapes and neighbor_capacity is None:
+        neighbor_capacity = static_capacity(model, len(atomic_numbers), periodic, box_vectors, reason)
+    scaled = None if global_parameter is None else ("box" if box_input else "nobox")
+    module = _build_module(model, atomic_numbers, atoms, total_charge, periodic, num_particles, neighbor_capacity,
+                           static_shapes, scaled)
+    return module, box_input
 
 
 def static_capacity(model: TensorNet, num_atoms: int, periodic: bool, box_vectors, reason: str) -> int:

@@ -7,9 +7,9 @@ from typing import List
 import torch
 from torch import Tensor, nn
 
-from .messages import PairIndex, tensor_messages, tensor_messages_reference, tensor_product
+from .messages import PairIndex, tensor_messages, tensor_messages_reference, tensor_product, tensor_product_reference
 from .radial import radial_mlp_reference
-from .tensors import basis, expand_parts, from_matrix, mix_parts, matmul, squared_norm, to_matrix
+from .tensors import basis, expand_parts, mix_parts, squared_norm
 
 
 class Interaction(nn.Module):
@@ -26,15 +26,12 @@ class Interaction(nn.Module):
         self,
         num_rbf: int,
         hidden_channels: int,
-        activation: nn.Module,
-        cutoff_lower: float,
-        cutoff_upper: float,
+        activation: str,
         equivariance_group: str,
         dtype: torch.dtype,
-        activation_name: str = "silu",
     ):
         super().__init__()
-        self.activation_name = activation_name
+        self.activation_name = activation  # a name of choices.Activation (the radial MLP takes it by name)
         f = hidden_channels
         self.hidden_channels = f
         self.so3 = equivariance_group == "SO(3)"
@@ -43,7 +40,6 @@ class Interaction(nn.Module):
         )
         self.mix_in = nn.ModuleList([nn.Linear(f, f, bias=False, dtype=dtype) for _ in range(3)])
         self.mix_out = nn.ModuleList([nn.Linear(f, f, bias=False, dtype=dtype) for _ in range(3)])
-        self.act = activation
         self.register_buffer("basis_matrix", basis(dtype).reshape(9, 9), persistent=False)
 
     def radial_weights(self, rbf: Tensor, cutoff: Tensor, fused: bool) -> Tensor:
@@ -90,5 +86,4 @@ class Interaction(nn.Module):
     def _product(self, left: Tensor, right: Tensor, compiled: bool) -> Tensor:
         if compiled:
             return tensor_product(left, right)
-        basis_matrix = self.basis_matrix
-        return from_matrix(matmul(to_matrix(left, basis_matrix), to_matrix(right, basis_matrix)), basis_matrix)
+        return tensor_product_reference(left, right, self.basis_matrix)

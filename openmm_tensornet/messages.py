@@ -2,7 +2,7 @@
 
 For every atom ``i``, ``M[i, k, c] = sum_j W[p(i, j), part(k), c] * X[j, k, c]`` over the neighbours ``j`` of ``i``,
 with one weight row per unordered pair ``p`` (the weights depend on the distance only) and ``part(k)`` the irreducible
-part of component ``k`` (:data:`openmm_tensornet.tensors.COMPONENT_PART`). ``pairs [2, P]`` is a half list (each
+part of component ``k`` (0 for component 0, 1 for 1-3, 2 for 4-8; :func:`openmm_tensornet.tensors.expand_parts`). ``pairs [2, P]`` is a half list (each
 pair once, valid rows sorted by first atom, padding rows ``-1`` at the end), as :func:`neighbor_pairs` returns with
 ``half=True``.
 
@@ -20,7 +20,7 @@ from typing import NamedTuple, Tuple
 import torch
 from torch import Tensor
 
-from .tensors import basis, expand_parts, from_matrix, matmul, to_matrix
+from .tensors import expand_parts, from_matrix, matmul, to_matrix
 
 
 class PairIndex(NamedTuple):
@@ -87,17 +87,11 @@ def tensor_embedding(radial: Tensor, edge: Tensor, receiver_term: Tensor, sender
 
 def tensor_embedding_sums(radial: Tensor, edge: Tensor, receiver_term: Tensor, sender_term: Tensor,
                           pairs: Tensor) -> Tuple[Tensor, Tensor]:
-    """The pure-torch twin of the op: ``(features, edge_sum)`` (padding rows must carry zero weights)."""
-    first = pairs[0].clamp(min=0)
-    second = pairs[1].clamp(min=0)
-    forward = expand_parts(radial) * edge.unsqueeze(-1)  # [P, 9, F], direction first <- second
-    backward = forward * _parity(forward)
-    to_first = (receiver_term.index_select(0, first) + sender_term.index_select(0, second)).unsqueeze(1)
-    to_second = (receiver_term.index_select(0, second) + sender_term.index_select(0, first)).unsqueeze(1)
-    features = torch.zeros(receiver_term.shape[0], 9, receiver_term.shape[1], dtype=radial.dtype,
-                           device=radial.device)
-    edge_sum = features.index_add(0, first, forward).index_add(0, second, backward)
-    features = features.index_add(0, first, to_first * forward).index_add(0, second, to_second * backward)
+    """The pure-torch twin of the op's two outputs ``(features, edge_sum)``; ``edge_sum`` is the embedding sum with
+    a receiver term of one and no sender term (padding rows must carry zero weights)."""
+    features = tensor_embedding_reference(radial, edge, receiver_term, sender_term, pairs)
+    edge_sum = tensor_embedding_reference(radial, edge, torch.ones_like(receiver_term), torch.zeros_like(sender_term),
+                                          pairs)
     return features, edge_sum
 
 
@@ -120,7 +114,6 @@ def tensor_product(left: Tensor, right: Tensor) -> Tensor:
     return torch.ops.openmm_tensornet.tensor_product(left, right)
 
 
-def tensor_product_reference(left: Tensor, right: Tensor) -> Tensor:
-    """The pure-torch twin of :func:`tensor_product`."""
-    basis_matrix = basis(left.dtype, left.device).reshape(9, 9)
+def tensor_product_reference(left: Tensor, right: Tensor, basis_matrix: Tensor) -> Tensor:
+    """The pure-torch twin of :func:`tensor_product`; ``basis_matrix`` is ``tensors.basis().reshape(9, 9)``."""
     return from_matrix(matmul(to_matrix(left, basis_matrix), to_matrix(right, basis_matrix)), basis_matrix)

@@ -159,10 +159,7 @@ class TensorNet(nn.Module):
         )
         self.layers = nn.ModuleList(
             [
-                Interaction(
-                    num_rbf, f, make_activation(activation), cutoff_lower, cutoff_upper, equivariance_group,
-                    torch_dtype, activation,
-                )
+                Interaction(num_rbf, f, activation, equivariance_group, torch_dtype)
                 for _ in range(num_layers)
             ]
         )

@@ -197,10 +197,14 @@ def _register_fallback() -> None:
     global _fallback_library
     from .messages import tensor_embedding_sums, tensor_messages_reference, tensor_product_reference
     from .radial import radial_mlp_reference
+    from .tensors import basis
     from .neighbors import neighbor_search_reference
 
     def fallback(positions, box, batch, cutoff, max_pairs=-1, half=False, algorithm="auto"):
         return neighbor_search_reference(positions, cutoff, box, batch, max_pairs, half)
+
+    def product_fallback(left, right):
+        return tensor_product_reference(left, right, basis(left.dtype, left.device).reshape(9, 9))
 
     def messages_fallback(weights, features, pairs, first_ptr, second_order, second_ptr):
         return tensor_messages_reference(weights, features, pairs)
@@ -219,7 +223,7 @@ def _register_fallback() -> None:
     _fallback_library.define(TENSOR_EMBEDDING_SCHEMA)
     _fallback_library.impl("tensor_embedding", embedding_fallback, "CompositeImplicitAutograd")
     _fallback_library.define(TENSOR_PRODUCT_SCHEMA)
-    _fallback_library.impl("tensor_product", tensor_product_reference, "CompositeImplicitAutograd")
+    _fallback_library.impl("tensor_product", product_fallback, "CompositeImplicitAutograd")
     _fallback_library.define(RADIAL_MLP_SCHEMA)
     _fallback_library.impl("radial_mlp", radial_mlp_reference, "CompositeImplicitAutograd")
 

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .export import TorchForceModule, _build_module, static_capacity
+from .export import TorchForceModule, force_module
 from .model import TensorNet
 
 
@@ -95,15 +95,10 @@ def create_python_force(
     """
     import openmm
 
-    if not 0 <= force_group <= 31:
-        raise ValueError(f"force_group must be in [0, 31]; got {force_group}.")
-    box_input = bool(periodic if uses_box is None else uses_box)
-    scaled = None if global_parameter is None else ("box" if box_input else "nobox")
-    if compile and neighbor_capacity is None:
-        # Static shapes: a fixed-size (padded) neighbour list, so torch.compile compiles once, not every step.
-        neighbor_capacity = static_capacity(model, len(atomic_numbers), periodic, box_vectors, "compile=True")
-    module = _build_module(model, atomic_numbers, atoms, total_charge, periodic, num_particles, neighbor_capacity,
-                           compile, scaled)
+    # compile=True: static shapes (a padded neighbour list), so torch.compile compiles once, not every step.
+    module, box_input = force_module(model, atomic_numbers, atoms, total_charge, periodic, uses_box, force_group,
+                                     num_particles, neighbor_capacity, compile, box_vectors, global_parameter,
+                                     "compile=True")
     computation = TensorNetComputation(module, box_input, global_parameter, compile)
     parameters = {} if global_parameter is None else {global_parameter: 1.0}
     force = openmm.PythonForce(computation, parameters)

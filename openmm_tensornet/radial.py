@@ -8,6 +8,8 @@ from typing import List
 import torch
 from torch import Tensor, nn
 
+from .activations import apply_activation
+
 
 class CosineCutoff(nn.Module):
     """Cosine switch from 1 to 0 between ``lower`` and ``upper`` (Å); zero outside ``[lower, upper)``.
@@ -93,28 +95,6 @@ def radial_mlp_reference(rbf: Tensor, cutoff: Tensor, weights: List[Tensor], bia
         if activation != "none":
             hidden = apply_activation(hidden, activation)
     return hidden * cutoff.unsqueeze(1)
-
-
-def apply_activation(x: Tensor, name: str) -> Tensor:
-    """The activation named ``name`` (see ``choices.Activation``) applied to ``x``."""
-    if name == "tanh":
-        return torch.tanh(x)
-    if name == "sigmoid":
-        return torch.sigmoid(x)
-    if name == "mish":
-        return nn.functional.mish(x)
-    if name == "ssp":
-        return nn.functional.softplus(x) - math.log(2.0)
-    return nn.functional.silu(x)
-
-
-def radial_filter(rbf: Tensor, cutoff: Tensor, linears: List[nn.Linear], activation: str, fused: bool) -> Tensor:
-    """``MLP(rbf) * cutoff`` through the fused op (inference, frozen weights) or the pure-torch twin."""
-    weights = [linear.weight for linear in linears]
-    biases = [linear.bias for linear in linears]
-    if fused:
-        return torch.ops.openmm_tensornet.radial_mlp(rbf, cutoff, weights, biases, activation)
-    return radial_mlp_reference(rbf, cutoff, weights, biases, activation)
 
 
 def make_rbf(

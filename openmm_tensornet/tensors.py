@@ -12,14 +12,9 @@ slices. Matrix products go through the 3x3 form (:func:`to_matrix`, :func:`from_
 from __future__ import annotations
 
 import math
-from typing import List
 
 import torch
 from torch import Tensor
-
-# Components 0:1, 1:4 and 4:9 hold the three irreducible parts.
-# The part (0: I, 1: A, 2: S) each of the 9 components belongs to.
-COMPONENT_PART: List[int] = [0, 1, 1, 1, 2, 2, 2, 2, 2]
 
 
 def basis(dtype: torch.dtype = torch.float64, device: torch.device = torch.device("cpu")) -> Tensor:

@@ -159,7 +159,7 @@ def test_tensor_product_is_the_matrix_product(dtype):
     expected = torch.einsum("kab,nfab->nkf", basis(dtype), matrices_l @ matrices_r)
     tol = TOLERANCES[dtype]["tensor"]
     assert_close(tensor_product(left, right), expected, tol, "compiled product")
-    assert_close(tensor_product_reference(left, right), expected, tol, "twin product")
+    assert_close(tensor_product_reference(left, right, b), expected, tol, "twin product")
     assert_close(from_matrix(to_matrix(left, b), b), left, tol, "basis round trip")
     if dtype == torch.float64:
         assert torch.autograd.gradcheck(tensor_product, (left[:2].requires_grad_(), right[:2].requires_grad_()))
