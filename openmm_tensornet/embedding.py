@@ -86,6 +86,8 @@ class TensorEmbedding(nn.Module):
         for linear in self.scalar_mlp:
             gates = self.act(linear(gates))
         gates = gates.view(num_atoms, 3, f)
-        mixed = mix_parts(features, self.component_mix[0].weight, self.component_mix[1].weight,
-                          self.component_mix[2].weight)
+        mix_weights = torch.stack(
+            (self.component_mix[0].weight, self.component_mix[1].weight, self.component_mix[2].weight)
+        )
+        mixed = mix_parts(features, mix_weights)
         return mixed * expand_parts(gates)

@@ -61,29 +61,52 @@ class Interaction(nn.Module):
         cutoff_zero: Tensor, charge_factor: Tensor, compiled: bool,
     ) -> Tensor:
         """``cutoff [P]``: the cosine cutoff of the pair distances; ``rbf_zero``, ``cutoff_zero``: both at distance
-        0 (the self-loop)."""
-        fused = compiled and not self.radial_mlp[0].weight.requires_grad
-        radial = self.radial_weights(rbf, cutoff, fused)
-        loop = self.radial_weights(rbf_zero, cutoff_zero, False)  # [1, 3, F]
+        0 (the self-loop). ``compiled``: the compiled ops (the whole layer is one op when the weights are frozen)."""
+        frozen = compiled and not self.radial_mlp[0].weight.requires_grad
+        radial = self.radial_weights(rbf, cutoff, frozen)
+        loop = self.radial_weights(rbf_zero, cutoff_zero, frozen)[0]  # [3, F]
+        mix_in = torch.stack((self.mix_in[0].weight, self.mix_in[1].weight, self.mix_in[2].weight))
+        mix_out = torch.stack((self.mix_out[0].weight, self.mix_out[1].weight, self.mix_out[2].weight))
+        if frozen and not self.mix_in[0].weight.requires_grad:
+            return torch.ops.openmm_tensornet.tensor_interaction(
+                features, radial, loop, charge_factor, mix_in, mix_out, index.pairs, index.first_ptr,
+                index.second_order, index.second_ptr, self.so3,
+            )
+        return interaction_reference(features, radial, loop, charge_factor, mix_in, mix_out, pairs, index, self.so3,
+                                     self.basis_matrix, compiled)
 
-        features = features / (squared_norm(features) + 1.0).unsqueeze(1)
-        mixed = mix_parts(features, self.mix_in[0].weight, self.mix_in[1].weight, self.mix_in[2].weight)
-        if compiled:
-            message = tensor_messages(radial, mixed, index)
-        else:
-            message = tensor_messages_reference(radial, mixed, pairs)
-        message = message + expand_parts(loop) * mixed
 
-        factor = charge_factor[:, None, None]
-        if self.so3:
-            product = 2.0 * self._product(mixed, message, compiled)
-        else:
-            product = factor * (self._product(message, mixed, compiled) + self._product(mixed, message, compiled))
-        product = product / (squared_norm(product) + 1.0).unsqueeze(1)
-        update = mix_parts(product, self.mix_out[0].weight, self.mix_out[1].weight, self.mix_out[2].weight)
-        return features + update + factor * self._product(update, update, compiled)
+def interaction_reference(
+    features: Tensor, radial: Tensor, loop: Tensor, charge_factor: Tensor, mix_in: Tensor, mix_out: Tensor,
+    pairs: Tensor, index: PairIndex, so3: bool, basis_matrix: Tensor, compiled: bool,
+) -> Tensor:
+    """One interaction layer in plain torch, the twin of ``torch.ops.openmm_tensornet.tensor_interaction``.
 
-    def _product(self, left: Tensor, right: Tensor, compiled: bool) -> Tensor:
-        if compiled:
-            return tensor_product(left, right)
-        return tensor_product_reference(left, right, self.basis_matrix)
+    ``features [N, 9, F]``, ``radial [P, 3, F]`` pair weights (padding rows zero), ``loop [3, F]`` the self-loop's
+    weights, ``charge_factor [N]`` ``1 + 0.1 q``, ``mix_in`` and ``mix_out`` ``[3, F, F]`` the I, A, S mixing
+    matrices, ``pairs [2, P]`` the half list (padding rows index 0) and ``index`` its raw form with CSR indices.
+    ``compiled`` uses the compiled message and product ops, which give first derivatives only; otherwise everything is twice differentiable.
+    """
+    features = features / (squared_norm(features) + 1.0).unsqueeze(1)
+    mixed = mix_parts(features, mix_in)
+    if compiled:
+        message = tensor_messages(radial, mixed, index)
+    else:
+        message = tensor_messages_reference(radial, mixed, pairs)
+    message = message + expand_parts(loop.unsqueeze(0)) * mixed
+
+    factor = charge_factor[:, None, None]
+    if so3:
+        product = 2.0 * _product(mixed, message, basis_matrix, compiled)
+    else:
+        product = factor * (_product(message, mixed, basis_matrix, compiled)
+                            + _product(mixed, message, basis_matrix, compiled))
+    product = product / (squared_norm(product) + 1.0).unsqueeze(1)
+    update = mix_parts(product, mix_out)
+    return features + update + factor * _product(update, update, basis_matrix, compiled)
+
+
+def _product(left: Tensor, right: Tensor, basis_matrix: Tensor, compiled: bool) -> Tensor:
+    if compiled:
+        return tensor_product(left, right)
+    return tensor_product_reference(left, right, basis_matrix)

@@ -69,11 +69,18 @@ RADIAL_MLP_SCHEMA = (
     "radial_mlp(Tensor rbf, Tensor cutoff, Tensor[] weights, Tensor[] biases, str activation) -> Tensor"
 )
 
+# Must equal the schema in plugin/interaction/interaction.cpp.
+TENSOR_INTERACTION_SCHEMA = (
+    "tensor_interaction(Tensor features, Tensor radial, Tensor loop, Tensor charge_factor, Tensor mix_in, "
+    "Tensor mix_out, Tensor pairs, Tensor first_ptr, Tensor second_order, Tensor second_ptr, bool so3) -> Tensor"
+)
+
 CPU_SOURCES = ("neighbors/neighbors.cpp", "neighbors/neighbors_cpu.cpp", "common/checks.cpp", "common/cell_grid.cpp",
-               "messages/messages.cpp", "messages/messages_cpu.cpp", "radial/radial.cpp")
+               "messages/messages.cpp", "messages/messages_cpu.cpp", "radial/radial.cpp",
+               "interaction/interaction.cpp", "interaction/interaction_cpu.cpp")
 CUDA_SOURCES = ("neighbors/neighbors_cuda.cu", "messages/messages_cuda.cu")
 HEADERS = ("common/pair_search.h", "common/checks.h", "common/cell_grid.h", "messages/messages.h",
-           "messages/tensor_algebra.h")
+           "messages/tensor_algebra.h", "interaction/interaction.h")
 
 
 @dataclass
@@ -212,6 +219,16 @@ def _register_fallback() -> None:
     def embedding_fallback(radial, edge, receiver_term, sender_term, pairs, first_ptr, second_order, second_ptr):
         return tensor_embedding_sums(radial, edge, receiver_term, sender_term, pairs)
 
+    def interaction_fallback(features, radial, loop, charge_factor, mix_in, mix_out, pairs, first_ptr, second_order,
+                             second_ptr, so3):
+        from .interaction import interaction_reference
+        from .messages import PairIndex
+
+        basis_matrix = basis(features.dtype, features.device).reshape(9, 9)
+        index = PairIndex(pairs, first_ptr, second_order, second_ptr)
+        return interaction_reference(features, radial, loop, charge_factor, mix_in, mix_out, pairs.clamp(min=0), index,
+                                     so3, basis_matrix, False)
+
     # The compiled ops' backward-only ops (tensor_*_backward, tensor_messages_weight_grad) have no fallback: only the
     # compiled autograd kernels call them; here autograd differentiates the twins instead.
     _fallback_library = torch.library.Library("openmm_tensornet", "DEF")
@@ -224,6 +241,8 @@ def _register_fallback() -> None:
     _fallback_library.impl("tensor_embedding", embedding_fallback, "CompositeImplicitAutograd")
     _fallback_library.define(TENSOR_PRODUCT_SCHEMA)
     _fallback_library.impl("tensor_product", product_fallback, "CompositeImplicitAutograd")
+    _fallback_library.define(TENSOR_INTERACTION_SCHEMA)
+    _fallback_library.impl("tensor_interaction", interaction_fallback, "CompositeImplicitAutograd")
     _fallback_library.define(RADIAL_MLP_SCHEMA)
     _fallback_library.impl("radial_mlp", radial_mlp_reference, "CompositeImplicitAutograd")
 
@@ -263,6 +282,24 @@ def _register_fakes() -> None:
     @torch.library.register_fake("openmm_tensornet::tensor_product_backward")
     def _(grad, left, right):
         return left.new_empty(left.shape), right.new_empty(right.shape)
+
+    @torch.library.register_fake("openmm_tensornet::tensor_interaction")
+    def _(features, radial, loop, charge_factor, mix_in, mix_out, pairs, first_ptr, second_order, second_ptr, so3):
+        return features.new_empty(features.shape)
+
+    @torch.library.register_fake("openmm_tensornet::tensor_interaction_forward")
+    def _(features, radial, loop, charge_factor, mix_in, mix_out, pairs, first_ptr, second_order, second_ptr, so3):
+        n, _, f = features.shape
+        full = features.new_empty((n, 9, f))
+        denominator = features.new_empty((n, 1, f))
+        weights = mix_in.new_empty((9, f, f))
+        return [full, weights, mix_out.new_empty((9, f, f)), loop.new_empty((9, f)), charge_factor.new_empty((n,)),
+                full.new_empty(full.shape), denominator, full.new_empty(full.shape), full.new_empty(full.shape),
+                full.new_empty(full.shape), denominator.new_empty(denominator.shape), full.new_empty(full.shape)]
+
+    @torch.library.register_fake("openmm_tensornet::tensor_interaction_backward")
+    def _(grad, saved, radial, pairs, first_ptr, second_order, second_ptr, so3):
+        return grad.new_empty(grad.shape), radial.new_empty(radial.shape)
 
     @torch.library.register_fake("openmm_tensornet::radial_mlp")
     def _(rbf, cutoff, weights, biases, activation):

@@ -107,11 +107,10 @@ def edge_components(unit_vectors: Tensor) -> Tensor:
     )
 
 
-def mix_parts(features: Tensor, scalar_weight: Tensor, vector_weight: Tensor, symmetric_weight: Tensor) -> Tensor:
+def mix_parts(features: Tensor, weights: Tensor) -> Tensor:
     """Channel mixing of the I, A and S parts of ``[N, 9, F]`` features, each with its own ``[F_out, F]`` matrix
-    (bias-free linears), as one batched matrix product over the 9 components."""
-    weights = torch.stack((scalar_weight, vector_weight, symmetric_weight)).transpose(1, 2)  # [3, F, F_out]
+    (bias-free linears, stacked as ``weights [3, F_out, F]``), as one batched matrix product over the 9 components."""
     per_component = torch.cat(
         (weights[0:1], weights[1:2].expand(3, -1, -1), weights[2:3].expand(5, -1, -1)), dim=0
-    )  # [9, F, F_out]
+    ).transpose(1, 2)  # [9, F, F_out]
     return torch.bmm(features.transpose(0, 1), per_component).transpose(0, 1)

@@ -101,8 +101,7 @@ void check_embedding_arguments(const at::Tensor& radial, const at::Tensor& edge,
                          second_order, second_ptr);
 }
 
-namespace {
-
+// Calls through the dispatcher (declared in messages.h; plugin/interaction uses them too).
 at::Tensor call_messages(const at::Tensor& weights, const at::Tensor& features, const at::Tensor& pairs,
                          const at::Tensor& first_ptr, const at::Tensor& second_order, const at::Tensor& second_ptr) {
     static auto op = c10::Dispatcher::singleton()
@@ -117,6 +116,24 @@ at::Tensor call_weight_grad(const at::Tensor& grad_messages, const at::Tensor& f
                          .typed<decltype(call_weight_grad)>();
     return op.call(grad_messages, features, pairs);
 }
+
+at::Tensor call_product(const at::Tensor& left, const at::Tensor& right) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("openmm_tensornet::tensor_product", "")
+                         .typed<decltype(call_product)>();
+    return op.call(left, right);
+}
+
+std::tuple<at::Tensor, at::Tensor> call_product_backward(const at::Tensor& grad, const at::Tensor& left,
+                                                         const at::Tensor& right) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("openmm_tensornet::tensor_product_backward", "")
+                         .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                                   const at::Tensor&)>();
+    return op.call(grad, left, right);
+}
+
+namespace {
 
 class TensorMessages : public torch::autograd::Function<TensorMessages> {
    public:
@@ -207,23 +224,6 @@ std::tuple<at::Tensor, at::Tensor> tensor_embedding_autograd(const at::Tensor& r
     return {outputs[0], outputs[1]};
 }
 
-std::vector<at::Tensor> call_product_backward(const at::Tensor& grad, const at::Tensor& left,
-                                              const at::Tensor& right) {
-    static auto op = c10::Dispatcher::singleton()
-                         .findSchemaOrThrow("openmm_tensornet::tensor_product_backward", "")
-                         .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
-                                                                   const at::Tensor&)>();
-    auto r = op.call(grad, left, right);
-    return {std::get<0>(r), std::get<1>(r)};
-}
-
-at::Tensor call_product(const at::Tensor& left, const at::Tensor& right) {
-    static auto op = c10::Dispatcher::singleton()
-                         .findSchemaOrThrow("openmm_tensornet::tensor_product", "")
-                         .typed<decltype(call_product)>();
-    return op.call(left, right);
-}
-
 class TensorProduct : public torch::autograd::Function<TensorProduct> {
    public:
     static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& left, const at::Tensor& right) {
@@ -238,8 +238,8 @@ class TensorProduct : public torch::autograd::Function<TensorProduct> {
                     "tensor_product: the compiled op has no second derivative (create_graph=True). Train with "
                     "model.train(), which uses the pure-torch path, or evaluate forces without create_graph.");
         const auto saved = ctx->get_saved_variables();
-        auto g = call_product_backward(grads[0].contiguous(), saved[0], saved[1]);
-        return {g[0], g[1]};
+        auto [grad_left, grad_right] = call_product_backward(grads[0].contiguous(), saved[0], saved[1]);
+        return {grad_left, grad_right};
     }
 };
 

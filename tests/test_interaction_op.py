@@ -1,0 +1,147 @@
+"""The fused interaction-layer op (plugin/interaction) against its pure-torch twin
+(:func:`openmm_tensornet.interaction.interaction_reference`): values and first derivatives, on the CPU passes and on
+the ATen composition that other devices run; and the whole frozen model (the inference path) against train mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import TOLERANCES, assert_close, random_molecule, small_model
+from test_message_ops import half_list
+
+from openmm_tensornet import ops_status
+from openmm_tensornet.interaction import interaction_reference
+from openmm_tensornet.messages import pair_index
+from openmm_tensornet.tensors import basis
+
+pytestmark = pytest.mark.skipif(not ops_status().compiled, reason="the compiled ops are not loaded")
+
+
+@pytest.fixture(params=["cpu passes", "generic"])
+def implementation(request, monkeypatch):
+    """The op's CPU passes, or (OPENMM_TENSORNET_GENERIC_OPS=1) the ATen composition used on other devices."""
+    if request.param == "generic":
+        monkeypatch.setenv("OPENMM_TENSORNET_GENERIC_OPS", "1")
+    else:
+        monkeypatch.delenv("OPENMM_TENSORNET_GENERIC_OPS", raising=False)
+    return request.param
+
+
+def layer_inputs(num_atoms, channels, seed, capacity=None, dtype=torch.float64):
+    """Features, pair weights (zero on padding rows), self-loop weights, charge factors and mixing matrices."""
+    _, pairs = half_list(num_atoms, seed, capacity, dtype)
+    raw = pairs.indices
+    generator = torch.Generator().manual_seed(seed)
+    valid = (raw[0] >= 0).to(dtype)
+
+    def rand(*shape, scale=1.0):
+        return torch.randn(*shape, generator=generator, dtype=dtype) * scale
+
+    features = rand(num_atoms, 9, channels)
+    radial = rand(raw.shape[1], 3, channels) * valid[:, None, None]
+    loop = rand(3, channels)
+    charge_factor = 1.0 + 0.1 * torch.randint(-2, 3, (num_atoms,), generator=generator).to(dtype)
+    mix_in = rand(3, channels, channels, scale=channels ** -0.5)
+    mix_out = rand(3, channels, channels, scale=channels ** -0.5)
+    return raw, features, radial, loop, charge_factor, mix_in, mix_out
+
+
+def fused(raw, features, radial, loop, charge_factor, mix_in, mix_out, so3):
+    index = pair_index(raw, features.shape[0])
+    return torch.ops.openmm_tensornet.tensor_interaction(features, radial, loop, charge_factor, mix_in, mix_out,
+                                                         *index, so3)
+
+
+def twin(raw, features, radial, loop, charge_factor, mix_in, mix_out, so3):
+    index = pair_index(raw, features.shape[0])
+    b = basis(features.dtype).reshape(9, 9)
+    return interaction_reference(features, radial, loop, charge_factor, mix_in, mix_out, raw.clamp(min=0), index,
+                                 so3, b, False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("so3", [False, True])
+@pytest.mark.parametrize("num_atoms, channels, capacity", [(40, 16, None), (40, 20, 900), (1, 16, None),
+                                                           (0, 16, None), (300, 8, None), (12, 3, None)])
+def test_layer_op_matches_the_twin_with_gradients(implementation, dtype, so3, num_atoms, channels, capacity):
+    """Values and the gradients of a random projection with respect to features and radial weights; channel counts
+    that are not multiples of the CPU passes' block (16) included."""
+    raw, features, radial, loop, factor, mix_in, mix_out = layer_inputs(num_atoms, channels, 5, capacity, dtype)
+    tol = TOLERANCES[dtype]["tensor"]
+    results = []
+    for function in (fused, twin):
+        x = features.clone().requires_grad_(True)
+        w = radial.clone().requires_grad_(True)
+        out = function(raw, x, w, loop, factor, mix_in, mix_out, so3)
+        projection = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+        (out * projection).sum().backward()
+        results.append((out.detach(), x.grad, w.grad))
+    (out, gx, gw), (out_ref, gx_ref, gw_ref) = results
+    assert out.shape == (num_atoms, 9, channels) and out.is_contiguous()
+    valid = raw[0] >= 0  # the twin indexes padding rows as pair (0, 0); their weights are zero in the model
+    assert gx.shape == features.shape and gw.shape == radial.shape
+    for actual, expected, what in ((out, out_ref, "output"), (gx, gx_ref, "features gradient"),
+                                   (gw[valid], gw_ref[valid], "radial gradient")):
+        if expected.numel():
+            assert_close(actual, expected, tol, what)
+    if capacity is not None:  # padding rows get no weight gradient from the op
+        assert float(gw[~valid].abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("so3", [False, True])
+def test_layer_op_gradients_equal_finite_differences(implementation, so3):
+    raw, features, radial, loop, factor, mix_in, mix_out = layer_inputs(7, 5, 3, capacity=60)
+
+    def function(x, w):
+        return fused(raw, x, w, loop, factor, mix_in, mix_out, so3)
+
+    assert torch.autograd.gradcheck(function, (features.clone().requires_grad_(), radial.clone().requires_grad_()))
+
+
+def test_layer_op_refuses_weights_that_need_gradients_and_second_derivatives():
+    raw, features, radial, loop, factor, mix_in, mix_out = layer_inputs(6, 4, 1)
+    with pytest.raises(RuntimeError, match="mix_in and mix_out require gradients.*model.train"):
+        fused(raw, features, radial, loop, factor, mix_in.requires_grad_(True), mix_out, False)
+    x = features.clone().requires_grad_(True)
+    out = fused(raw, x, radial, loop, factor, mix_in.detach(), mix_out, False)
+    with pytest.raises(RuntimeError, match="no second derivative"):
+        torch.autograd.grad(out.square().sum(), x, create_graph=True)
+
+
+def test_layer_op_bad_arguments_give_clear_errors():
+    raw, features, radial, loop, factor, mix_in, mix_out = layer_inputs(6, 4, 1)
+    with pytest.raises(RuntimeError, match=r"loop must have shape \[3, F\] with F = 4"):
+        fused(raw, features, radial, loop[:, :3], factor, mix_in, mix_out, False)
+    with pytest.raises(RuntimeError, match=r"charge_factor must have shape \[N\] = \[6\]"):
+        fused(raw, features, radial, loop, factor[:2], mix_in, mix_out, False)
+    with pytest.raises(RuntimeError, match="all floating inputs must be Double; got Float"):
+        fused(raw, features, radial, loop, factor, mix_in.float(), mix_out, False)
+
+
+def test_layer_op_fake_kernel_matches():
+    raw, features, radial, loop, factor, mix_in, mix_out = layer_inputs(20, 4, 2)
+    index = pair_index(raw, 20)
+    strided = features.transpose(0, 1).contiguous().transpose(0, 1)
+    torch.library.opcheck(torch.ops.openmm_tensornet.tensor_interaction.default,
+                          (strided, radial, loop, factor, mix_in, mix_out, *index, False),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+@pytest.mark.parametrize("group", ["O(3)", "SO(3)"])
+@pytest.mark.parametrize("periodic", [False, True])
+@pytest.mark.parametrize("static", [False, True])
+def test_frozen_model_equals_the_twin_path(implementation, group, periodic, static):
+    """With frozen weights (as exported for OpenMM) eval mode runs every layer as one op; train mode the twins."""
+    model = small_model(seed=3, equivariance_group=group, num_layers=2, hidden_channels=20)
+    z, pos = random_molecule(30, seed=11, density=0.1)
+    box = torch.eye(3, dtype=torch.float64) * 10.0 if periodic else None
+    if static:
+        model.set_neighbor_capacity(3000, static=True)
+    charge = torch.tensor([1.0], dtype=torch.float64)
+    model.requires_grad_(False)
+    fast = model(z, pos, box=box, total_charge=charge, compute_forces=True)
+    model.train()
+    twin_out = model(z, pos, box=box, total_charge=charge, compute_forces=True)
+    assert_close(fast.energy, twin_out.energy, 1e-12, "energy")
+    assert_close(fast.forces, twin_out.forces, 1e-10, "forces")
