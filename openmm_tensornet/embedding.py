@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .messages import PairIndex, tensor_embedding, tensor_embedding_reference
 from .radial import radial_mlp_reference
-from .tensors import edge_components, expand_parts, mix_parts, squared_norm
+from .tensors import expand_parts, mix_parts, squared_norm
 
 
 def scatter_sum(values: Tensor, index: Tensor, num_atoms: int) -> Tensor:
@@ -53,11 +53,13 @@ class TensorEmbedding(nn.Module):
         self.act = activation
 
     def forward(
-        self, z: Tensor, pairs: Tensor, index: PairIndex, cutoff: Tensor, unit_vectors: Tensor, rbf: Tensor,
+        self, z: Tensor, pairs: Tensor, index: PairIndex, cutoff: Tensor, edge: Tensor, rbf: Tensor,
         rbf_zero: Tensor, cutoff_zero: Tensor, compiled: bool,
     ) -> Tensor:
         """``pairs [2, P]`` half list (padding rows index 0 with zero weight; ``index`` holds the raw list and its
-        CSR indices), ``cutoff [P]`` the cosine cutoff of the distances, ``rbf [P, K]``, and ``rbf_zero [1, K]``,
+        CSR indices), ``cutoff [P]`` the cosine cutoff of the distances, ``edge [P, 9]`` the components of the edge
+        tensors of each pair's unit vector (:func:`openmm_tensornet.tensors.edge_components`), ``rbf [P, K]``, and
+        ``rbf_zero [1, K]``,
         ``cutoff_zero [1]`` at distance 0 (the self-loops); ``compiled`` selects the compiled ops."""
         num_atoms = z.shape[0]
         f = self.hidden_channels
@@ -72,7 +74,6 @@ class TensorEmbedding(nn.Module):
         else:
             radial = radial_mlp_reference(rbf, cutoff, weights, biases, "none")
         radial = radial.view(-1, 3, f)
-        edge = edge_components(unit_vectors)  # [P, 9], direction first <- second
         if compiled:
             features = tensor_embedding(radial, edge, receiver_term, sender_term, index)
         else:

@@ -15,7 +15,7 @@ from .interaction import Interaction
 from .neighbors import box_problem, neighbor_pairs, nonfinite_positions_problem
 from .messages import pair_index
 from .radial import CosineCutoff, make_rbf
-from .tensors import basis, invariant_norms, skew_vector, symmetric_matrix
+from .tensors import basis, edge_components, invariant_norms, skew_vector, symmetric_matrix
 
 
 class TensorNetOutput(NamedTuple):
@@ -358,18 +358,28 @@ class TensorNet(nn.Module):
                 raise ValueError(message)
             self.error = message
             return self._failed_output(pos, batch, compute_forces)
-        # Padding rows have zero vectors and the cutoff distance: their unit vectors are 0, not 0 / 0.
-        unit_vectors = vectors / torch.where(distances > 0, distances, torch.ones_like(distances)).unsqueeze(-1)
         compiled = self.use_compiled_ops and not self.training
         index = pair_index(raw_pairs, num_atoms)
-        rbf = self.rbf(distances)
-        cutoff = self.cutoff(distances)  # the same cosine cutoff in the embedding and every layer
         # TensorNet's graph includes a self-loop per atom (distance 0, zero vector); every layer handles it per atom.
         zero = torch.zeros(1, dtype=pos.dtype, device=pos.device)
-        rbf_zero = self.rbf(zero)
-        cutoff_zero = self.cutoff(zero)
+        means, betas = self.rbf.basis_tensors()
+        if compiled and pos.device.type == "cpu" and not means.requires_grad:
+            # One compiled pass (CPU inference): radial basis, cutoff and edge components of every pair.
+            rbf, cutoff, edge = torch.ops.openmm_tensornet.pair_geometry(
+                vectors, distances, means, betas, self.cutoff_lower, self.cutoff_upper, self.rbf.rbf_type)
+            rbf_zero, cutoff_zero, _ = torch.ops.openmm_tensornet.pair_geometry(
+                torch.zeros(1, 3, dtype=pos.dtype, device=pos.device), zero, means, betas, self.cutoff_lower,
+                self.cutoff_upper, self.rbf.rbf_type)
+        else:
+            # Padding rows have zero vectors and the cutoff distance: their unit vectors are 0, not 0 / 0.
+            unit_vectors = vectors / torch.where(distances > 0, distances, torch.ones_like(distances)).unsqueeze(-1)
+            edge = edge_components(unit_vectors)  # [P, 9], direction first <- second
+            rbf = self.rbf(distances)
+            cutoff = self.cutoff(distances)  # the same cosine cutoff in the embedding and every layer
+            rbf_zero = self.rbf(zero)
+            cutoff_zero = self.cutoff(zero)
         charge_factor = 1.0 + 0.1 * total_charge[batch]
-        features = self.embedding(z, pairs, index, cutoff, unit_vectors, rbf, rbf_zero, cutoff_zero, compiled)
+        features = self.embedding(z, pairs, index, cutoff, edge, rbf, rbf_zero, cutoff_zero, compiled)
         for layer in self.layers:
             features = layer(features, pairs, index, cutoff, rbf, rbf_zero, cutoff_zero, charge_factor, compiled)
 

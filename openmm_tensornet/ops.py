@@ -75,9 +75,15 @@ TENSOR_INTERACTION_SCHEMA = (
     "Tensor mix_out, Tensor pairs, Tensor first_ptr, Tensor second_order, Tensor second_ptr, bool so3) -> Tensor"
 )
 
+# Must equal the schema in plugin/geometry/geometry.cpp.
+PAIR_GEOMETRY_SCHEMA = (
+    "pair_geometry(Tensor vectors, Tensor distances, Tensor means, Tensor betas, float lower, float upper, "
+    "str rbf_type) -> (Tensor rbf, Tensor cutoff, Tensor edge)"
+)
+
 CPU_SOURCES = ("neighbors/neighbors.cpp", "neighbors/neighbors_cpu.cpp", "common/checks.cpp", "common/cell_grid.cpp",
                "messages/messages.cpp", "messages/messages_cpu.cpp", "radial/radial.cpp",
-               "interaction/interaction.cpp", "interaction/interaction_cpu.cpp")
+               "interaction/interaction.cpp", "interaction/interaction_cpu.cpp", "geometry/geometry.cpp")
 CUDA_SOURCES = ("neighbors/neighbors_cuda.cu", "messages/messages_cuda.cu")
 HEADERS = ("common/pair_search.h", "common/checks.h", "common/cell_grid.h", "messages/messages.h",
            "messages/tensor_algebra.h", "interaction/interaction.h")
@@ -229,6 +235,16 @@ def _register_fallback() -> None:
         return interaction_reference(features, radial, loop, charge_factor, mix_in, mix_out, pairs.clamp(min=0), index,
                                      so3, basis_matrix, False)
 
+    def geometry_fallback(vectors, distances, means, betas, lower, upper, rbf_type):
+        from .radial import CosineCutoff, make_rbf
+        from .tensors import edge_components
+
+        rbf_module = make_rbf(rbf_type, lower, upper, means.shape[0], False, vectors.dtype).to(vectors.device)
+        rbf_module.load_state_dict(dict(zip(rbf_module.state_dict().keys(), (means, betas.reshape(())
+                                            if rbf_type == "gauss" else betas))))
+        unit = vectors / torch.where(distances > 0, distances, torch.ones_like(distances)).unsqueeze(-1)
+        return rbf_module(distances), CosineCutoff(lower, upper)(distances), edge_components(unit)
+
     # The compiled ops' backward-only ops (tensor_*_backward, tensor_messages_weight_grad) have no fallback: only the
     # compiled autograd kernels call them; here autograd differentiates the twins instead.
     _fallback_library = torch.library.Library("openmm_tensornet", "DEF")
@@ -243,6 +259,8 @@ def _register_fallback() -> None:
     _fallback_library.impl("tensor_product", product_fallback, "CompositeImplicitAutograd")
     _fallback_library.define(TENSOR_INTERACTION_SCHEMA)
     _fallback_library.impl("tensor_interaction", interaction_fallback, "CompositeImplicitAutograd")
+    _fallback_library.define(PAIR_GEOMETRY_SCHEMA)
+    _fallback_library.impl("pair_geometry", geometry_fallback, "CompositeImplicitAutograd")
     _fallback_library.define(RADIAL_MLP_SCHEMA)
     _fallback_library.impl("radial_mlp", radial_mlp_reference, "CompositeImplicitAutograd")
 
@@ -300,6 +318,15 @@ def _register_fakes() -> None:
     @torch.library.register_fake("openmm_tensornet::tensor_interaction_backward")
     def _(grad, saved, radial, pairs, first_ptr, second_order, second_ptr, so3):
         return grad.new_empty(grad.shape), radial.new_empty(radial.shape)
+
+    @torch.library.register_fake("openmm_tensornet::pair_geometry")
+    def _(vectors, distances, means, betas, lower, upper, rbf_type):
+        count = vectors.shape[0]
+        return vectors.new_empty((count, means.shape[0])), vectors.new_empty((count,)), vectors.new_empty((count, 9))
+
+    @torch.library.register_fake("openmm_tensornet::pair_geometry_backward")
+    def _(grad_rbf, grad_cutoff, grad_edge, vectors, distances, means, betas, lower, upper, rbf_type):
+        return vectors.new_empty(vectors.shape), distances.new_empty(distances.shape)
 
     @torch.library.register_fake("openmm_tensornet::radial_mlp")
     def _(rbf, cutoff, weights, biases, activation):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import List
+from typing import List, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +43,7 @@ class ExpNormalRBF(nn.Module):
     def __init__(self, lower: float, upper: float, num_rbf: int, trainable: bool, dtype: torch.dtype):
         super().__init__()
         self.lower = float(lower)
+        self.rbf_type = "expnorm"
         self.alpha = 5.0 / (upper - lower)
         self.envelope = CosineCutoff(0.0, upper)
         start = math.exp(lower - upper)
@@ -54,6 +55,10 @@ class ExpNormalRBF(nn.Module):
         else:
             self.register_buffer("means", means)
             self.register_buffer("betas", betas)
+
+    def basis_tensors(self) -> Tuple[Tensor, Tensor]:
+        """``(means, betas)`` as the compiled ``pair_geometry`` op takes them."""
+        return self.means, self.betas
 
     def forward(self, distances: Tensor) -> Tensor:
         d = distances.unsqueeze(-1)
@@ -69,6 +74,7 @@ class GaussianRBF(nn.Module):
 
     def __init__(self, lower: float, upper: float, num_rbf: int, trainable: bool, dtype: torch.dtype):
         super().__init__()
+        self.rbf_type = "gauss"
         offsets = torch.linspace(lower, upper, num_rbf, dtype=dtype)
         coeff = -0.5 / (offsets[1] - offsets[0]) ** 2
         if trainable:
@@ -77,6 +83,10 @@ class GaussianRBF(nn.Module):
         else:
             self.register_buffer("offsets", offsets)
             self.register_buffer("coeff", coeff)
+
+    def basis_tensors(self) -> Tuple[Tensor, Tensor]:
+        """``(offsets, coeff [1])`` as the compiled ``pair_geometry`` op takes them."""
+        return self.offsets, self.coeff.reshape(1)
 
     def forward(self, distances: Tensor) -> Tensor:
         d = distances.unsqueeze(-1) - self.offsets

@@ -1,4 +1,5 @@
-"""The fused interaction-layer op (plugin/interaction) against its pure-torch twin
+"""The fused interaction-layer op (plugin/interaction) and the pair-geometry op (plugin/geometry) against their
+pure-torch twins; the interaction op against its twin
 (:func:`openmm_tensornet.interaction.interaction_reference`): values and first derivatives, on the CPU passes and on
 the ATen composition that other devices run; and the whole frozen model (the inference path) against train mode."""
 
@@ -145,3 +146,61 @@ def test_frozen_model_equals_the_twin_path(implementation, group, periodic, stat
     twin_out = model(z, pos, box=box, total_charge=charge, compute_forces=True)
     assert_close(fast.energy, twin_out.energy, 1e-12, "energy")
     assert_close(fast.forces, twin_out.forces, 1e-10, "forces")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("rbf_type", ["expnorm", "gauss"])
+@pytest.mark.parametrize("lower", [0.0, 0.7])
+def test_pair_geometry_op_matches_the_twins(dtype, rbf_type, lower):
+    """Radial basis, cutoff and edge components of one pass against radial.py and tensors.py, with gradients; rows
+    at distance 0 (self-loops), beyond the cutoff and padding rows (zero vector, distance = cutoff) included."""
+    from openmm_tensornet.radial import CosineCutoff, make_rbf
+    from openmm_tensornet.tensors import edge_components
+
+    upper = 4.0
+    generator = torch.Generator().manual_seed(7)
+    vectors = torch.randn(50, 3, generator=generator, dtype=dtype) * 2.0
+    vectors[3] = 0.0
+    vectors[4] = 0.0
+    distances = vectors.norm(dim=-1)
+    distances[4] = upper  # a padding row
+    vectors[5] *= 5.0 / float(vectors[5].norm())  # beyond the cutoff
+    distances[5] = 5.0
+    rbf_module = make_rbf(rbf_type, lower, upper, 6, False, dtype)
+    means, betas = rbf_module.basis_tensors()
+    tol = TOLERANCES[dtype]["tensor"]
+    results = []
+    for use_op in (True, False):
+        v = vectors.clone().requires_grad_(True)
+        d = distances.clone().requires_grad_(True)
+        if use_op:
+            outputs = torch.ops.openmm_tensornet.pair_geometry(v, d, means, betas, lower, upper, rbf_type)
+        else:
+            unit = v / torch.where(d > 0, d, torch.ones_like(d)).unsqueeze(-1)
+            outputs = (rbf_module(d), CosineCutoff(lower, upper)(d), edge_components(unit))
+        projections = [torch.randn(o.shape, generator=torch.Generator().manual_seed(i), dtype=dtype)
+                       for i, o in enumerate(outputs)]
+        sum((o * w).sum() for o, w in zip(outputs, projections)).backward()
+        results.append([o.detach() for o in outputs] + [v.grad, d.grad])
+    for actual, expected, what in zip(results[0], results[1], ("rbf", "cutoff", "edge", "d/dvectors", "d/ddistances")):
+        assert_close(actual, expected, tol, what)
+
+
+def test_pair_geometry_op_gradients_equal_finite_differences():
+    generator = torch.Generator().manual_seed(2)
+    vectors = torch.randn(9, 3, generator=generator, dtype=torch.float64) * 1.5
+    distances = vectors.norm(dim=-1)
+    means = torch.linspace(0.1, 1.0, 4, dtype=torch.float64)
+    betas = torch.full((4,), 3.0, dtype=torch.float64)
+
+    def function(v, d):
+        return torch.ops.openmm_tensornet.pair_geometry(v, d, means, betas, 0.0, 4.0, "expnorm")
+
+    assert torch.autograd.gradcheck(function, (vectors.requires_grad_(), distances.requires_grad_()))
+    with pytest.raises(RuntimeError, match="rbf_type must be 'expnorm' or 'gauss'"):
+        torch.ops.openmm_tensornet.pair_geometry(vectors, distances, means, betas, 0.0, 4.0, "bessel")
+    with pytest.raises(RuntimeError, match=r"distances must have shape \[P\] = \[9\]"):
+        torch.ops.openmm_tensornet.pair_geometry(vectors, distances[:3], means, betas, 0.0, 4.0, "expnorm")
+    torch.library.opcheck(torch.ops.openmm_tensornet.pair_geometry.default,
+                          (vectors.detach(), distances.detach(), means, betas, 0.0, 4.0, "expnorm"),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))

@@ -1,0 +1,296 @@
+// Pair geometry of TensorNet in one pass (CPU inference): radial basis, cosine cutoff and edge-tensor components.
+//
+// pair_geometry(vectors [P, 3], distances [P], means [K], betas [K], float lower, float upper, str rbf_type)
+//     -> (rbf [P, K], cutoff [P], edge [P, 9])
+//
+// With d the distance and u = vectors / d (u = 0 where d = 0), exactly as openmm_tensornet/radial.py and
+// openmm_tensornet/tensors.py compute them (the twins):
+//   rbf_type "expnorm": rbf_k = env(d) exp(-betas_k (exp(alpha (lower - d)) - means_k)^2), alpha = 5 / (upper - lower),
+//                       env(d) = (cos(pi d / upper) + 1) / 2 for d < upper, else 0;
+//   rbf_type "gauss":   rbf_k = exp(betas_0 (d - means_k)^2) (means: the offsets, betas: [1] the coefficient);
+//   cutoff: (cos(pi d / upper) + 1) / 2 for d < upper when lower = 0; with lower > 0,
+//           (cos(pi (2 (d - lower) / (upper - lower) + 1)) + 1) / 2 for lower < d < upper; 0 elsewhere;
+//   edge:   the 9 irreducible components of Id, [u]_x and u u^T - Id / 3 (openmm_tensornet.tensors.edge_components).
+//
+// First derivatives with respect to vectors and distances (forces); the basis parameters must not require
+// gradients. The op replaces some forty small operators (and their autograd nodes) per evaluation; other devices
+// use the pure-torch twins.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <string>
+
+namespace openmm_tensornet {
+
+namespace {
+
+struct Basis {
+    bool gauss;
+    double lower, upper, alpha;
+};
+
+Basis make_basis(const std::string& rbf_type, double lower, double upper) {
+    TORCH_CHECK(rbf_type == "expnorm" || rbf_type == "gauss", "pair_geometry: rbf_type must be 'expnorm' or 'gauss'; got '",
+                rbf_type, "'");
+    TORCH_CHECK(0 <= lower && lower < upper, "pair_geometry: need 0 <= lower < upper; got lower = ", lower,
+                ", upper = ", upper);
+    return {rbf_type == "gauss", lower, upper, 5.0 / (upper - lower)};
+}
+
+void check_arguments(const at::Tensor& vectors, const at::Tensor& distances, const at::Tensor& means,
+                     const at::Tensor& betas, bool gauss) {
+    TORCH_CHECK(vectors.dim() == 2 && vectors.size(1) == 3, "pair_geometry: vectors must have shape [P, 3]; got ",
+                vectors.sizes());
+    TORCH_CHECK(distances.dim() == 1 && distances.size(0) == vectors.size(0),
+                "pair_geometry: distances must have shape [P] = [", vectors.size(0), "]; got ", distances.sizes());
+    TORCH_CHECK(means.dim() == 1 && betas.dim() == 1 && (gauss ? betas.numel() == 1 : betas.size(0) == means.size(0)),
+                "pair_geometry: means must have shape [K] and betas [K] (expnorm) or [1] (gauss); got ", means.sizes(),
+                " and ", betas.sizes());
+    for (const at::Tensor* t : {&vectors, &distances, &means, &betas}) {
+        TORCH_CHECK(t->device().is_cpu(), "pair_geometry: CPU tensors only (other devices use the pure-torch path)");
+        TORCH_CHECK(t->scalar_type() == vectors.scalar_type(), "pair_geometry: all inputs must be ",
+                    vectors.scalar_type(), "; got ", t->scalar_type());
+    }
+}
+
+constexpr double kPi = 3.14159265358979323846;
+
+// Everything for one pair; with ``grads`` (backward) the gradients of vectors and distance instead of the outputs.
+template <typename T>
+struct PairKernel {
+    Basis basis;
+    const T* means;
+    const T* betas;
+    int64_t k;
+
+    // cutoff value and derivative at distance d
+    inline void cutoff(T d, T& value, T& slope) const {
+        const T upper = T(basis.upper), lower = T(basis.lower);
+        if (!(d < upper) || (lower > 0 && !(d > lower))) {
+            value = slope = 0;
+            return;
+        }
+        if (lower > 0) {
+            const T scale = T(2) / (upper - lower);
+            const T phase = T(kPi) * (scale * (d - lower) + 1);
+            value = T(0.5) * (std::cos(phase) + 1);
+            slope = T(-0.5) * std::sin(phase) * T(kPi) * scale;
+        } else {
+            const T phase = d * T(kPi / basis.upper);
+            value = T(0.5) * (std::cos(phase) + 1);
+            slope = T(-0.5) * std::sin(phase) * T(kPi / basis.upper);
+        }
+    }
+
+    // rbf values (and, with slopes != nullptr, d rbf / d d) at distance d
+    inline void radial(T d, T* values, T* slopes) const {
+        if (basis.gauss) {
+            const T coeff = betas[0];
+            for (int64_t j = 0; j < k; ++j) {
+                const T shifted = d - means[j];
+                const T value = std::exp(coeff * shifted * shifted);
+                values[j] = value;
+                if (slopes) slopes[j] = value * 2 * coeff * shifted;
+            }
+            return;
+        }
+        T envelope = 0, envelope_slope = 0;
+        const T upper = T(basis.upper);
+        if (d < upper) {
+            const T phase = d * T(kPi / basis.upper);
+            envelope = T(0.5) * (std::cos(phase) + 1);
+            envelope_slope = T(-0.5) * std::sin(phase) * T(kPi / basis.upper);
+        }
+        const T e = std::exp(T(basis.alpha) * (T(basis.lower) - d));
+        for (int64_t j = 0; j < k; ++j) {
+            const T shifted = e - means[j];
+            const T g = std::exp(-betas[j] * shifted * shifted);
+            values[j] = envelope * g;
+            if (slopes) slopes[j] = envelope_slope * g + envelope * g * 2 * T(basis.alpha) * betas[j] * shifted * e;
+        }
+    }
+};
+
+template <typename T>
+inline void edge_of(const T* u, T* edge) {
+    const T r2 = T(1.41421356237309504880), r3 = T(1.73205080756887729353), r6 = T(2.44948974278317809820);
+    const T x = u[0], y = u[1], z = u[2];
+    edge[0] = r3;
+    edge[1] = r2 * x;
+    edge[2] = r2 * y;
+    edge[3] = r2 * z;
+    edge[4] = r2 * x * y;
+    edge[5] = r2 * x * z;
+    edge[6] = r2 * y * z;
+    edge[7] = (x * x - y * y) / r2;
+    edge[8] = (x * x + y * y - 2 * z * z) / r6;
+}
+
+// d edge / d u contracted with the edge gradient g[9].
+template <typename T>
+inline void edge_backward(const T* u, const T* g, T* gu) {
+    const T r2 = T(1.41421356237309504880), r6 = T(2.44948974278317809820);
+    const T x = u[0], y = u[1], z = u[2];
+    gu[0] = r2 * (g[1] + y * g[4] + z * g[5] + x * g[7]) + 2 * x / r6 * g[8];
+    gu[1] = r2 * (g[2] + x * g[4] + z * g[6] - y * g[7]) + 2 * y / r6 * g[8];
+    gu[2] = r2 * (g[3] + x * g[5] + y * g[6]) - 4 * z / r6 * g[8];
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& vectors_in, const at::Tensor& distances_in,
+                                                           const at::Tensor& means_in, const at::Tensor& betas_in,
+                                                           const Basis& basis) {
+    const auto vectors = vectors_in.contiguous(), distances = distances_in.contiguous();
+    const auto means = means_in.contiguous(), betas = betas_in.contiguous();
+    const int64_t p = vectors.size(0), k = means.size(0);
+    auto rbf = at::empty({p, k}, vectors.options());
+    auto cutoff = at::empty({p}, vectors.options());
+    auto edge = at::empty({p, 9}, vectors.options());
+    AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "pair_geometry_cpu", [&] {
+        const PairKernel<scalar_t> kernel{basis, means.data_ptr<scalar_t>(), betas.data_ptr<scalar_t>(), k};
+        const scalar_t *v = vectors.data_ptr<scalar_t>(), *d = distances.data_ptr<scalar_t>();
+        scalar_t *r = rbf.data_ptr<scalar_t>(), *c = cutoff.data_ptr<scalar_t>(), *e = edge.data_ptr<scalar_t>();
+        at::parallel_for(0, p, 256, [&](int64_t begin, int64_t end) {
+            for (int64_t q = begin; q < end; ++q) {
+                scalar_t slope, u[3];
+                kernel.cutoff(d[q], c[q], slope);
+                kernel.radial(d[q], r + q * k, nullptr);
+                const scalar_t length = d[q] > 0 ? d[q] : scalar_t(1);
+                for (int a = 0; a < 3; ++a) u[a] = v[q * 3 + a] / length;
+                edge_of(u, e + q * 9);
+            }
+        });
+    });
+    return {rbf, cutoff, edge};
+}
+
+std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_rbf_in, const at::Tensor& grad_cutoff_in,
+                                                const at::Tensor& grad_edge_in, const at::Tensor& vectors_in,
+                                                const at::Tensor& distances_in, const at::Tensor& means_in,
+                                                const at::Tensor& betas_in, const Basis& basis) {
+    const auto vectors = vectors_in.contiguous(), distances = distances_in.contiguous();
+    const auto means = means_in.contiguous(), betas = betas_in.contiguous();
+    const int64_t p = vectors.size(0), k = means.size(0);
+    const auto grad_rbf = grad_rbf_in.defined() ? grad_rbf_in.contiguous() : at::zeros({p, k}, vectors.options());
+    const auto grad_cutoff = grad_cutoff_in.defined() ? grad_cutoff_in.contiguous() : at::zeros({p}, vectors.options());
+    const auto grad_edge = grad_edge_in.defined() ? grad_edge_in.contiguous() : at::zeros({p, 9}, vectors.options());
+    auto grad_vectors = at::empty_like(vectors);
+    auto grad_distances = at::empty_like(distances);
+    AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "pair_geometry_backward_cpu", [&] {
+        const PairKernel<scalar_t> kernel{basis, means.data_ptr<scalar_t>(), betas.data_ptr<scalar_t>(), k};
+        const scalar_t *v = vectors.data_ptr<scalar_t>(), *d = distances.data_ptr<scalar_t>();
+        const scalar_t *gr = grad_rbf.data_ptr<scalar_t>(), *gc = grad_cutoff.data_ptr<scalar_t>(),
+                       *ge = grad_edge.data_ptr<scalar_t>();
+        scalar_t *gv = grad_vectors.data_ptr<scalar_t>(), *gd = grad_distances.data_ptr<scalar_t>();
+        at::parallel_for(0, p, 256, [&](int64_t begin, int64_t end) {
+            std::vector<scalar_t> values(k), slopes(k);
+            for (int64_t q = begin; q < end; ++q) {
+                scalar_t value, slope, u[3], gu[3];
+                kernel.cutoff(d[q], value, slope);
+                kernel.radial(d[q], values.data(), slopes.data());
+                scalar_t total = gc[q] * slope;
+                for (int64_t j = 0; j < k; ++j) total += gr[q * k + j] * slopes[j];
+                const bool positive = d[q] > 0;
+                const scalar_t length = positive ? d[q] : scalar_t(1);
+                for (int a = 0; a < 3; ++a) u[a] = v[q * 3 + a] / length;
+                edge_backward(u, ge + q * 9, gu);
+                scalar_t along = 0;
+                for (int a = 0; a < 3; ++a) {
+                    gv[q * 3 + a] = gu[a] / length;
+                    along += gu[a] * u[a];
+                }
+                gd[q] = positive ? total - along / length : total;  // u = v / d: du / dd = -u / d
+            }
+        });
+    });
+    return {grad_vectors, grad_distances};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> pair_geometry_cpu(const at::Tensor& vectors, const at::Tensor& distances,
+                                                                 const at::Tensor& means, const at::Tensor& betas,
+                                                                 double lower, double upper,
+                                                                 c10::string_view rbf_type) {
+    const Basis basis = make_basis(std::string(rbf_type), lower, upper);
+    check_arguments(vectors, distances, means, betas, basis.gauss);
+    return forward_cpu(vectors, distances, means, betas, basis);
+}
+
+class PairGeometry : public torch::autograd::Function<PairGeometry> {
+   public:
+    static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& vectors,
+                                                  const at::Tensor& distances, const at::Tensor& means,
+                                                  const at::Tensor& betas, double lower, double upper,
+                                                  const std::string& rbf_type) {
+        at::AutoDispatchBelowADInplaceOrView guard;
+        TORCH_CHECK(!means.requires_grad() && !betas.requires_grad(),
+                    "pair_geometry: the radial basis parameters require gradients, which this inference op does not "
+                    "provide; use the pure-torch path (model.train()) or freeze them (requires_grad_(False)).");
+        static auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("openmm_tensornet::pair_geometry", "")
+                             .typed<decltype(pair_geometry_cpu)>();
+        auto [rbf, cutoff, edge] = op.call(vectors, distances, means, betas, lower, upper, rbf_type);
+        ctx->save_for_backward({vectors, distances, means, betas});
+        ctx->saved_data["lower"] = lower;
+        ctx->saved_data["upper"] = upper;
+        ctx->saved_data["rbf_type"] = rbf_type;
+        return {rbf, cutoff, edge};
+    }
+
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                   torch::autograd::variable_list grads) {
+        TORCH_CHECK(!at::GradMode::is_enabled(),
+                    "pair_geometry: the compiled op has no second derivative (create_graph=True). Train with "
+                    "model.train(), which uses the pure-torch path, or evaluate forces without create_graph.");
+        const auto s = ctx->get_saved_variables();
+        static auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("openmm_tensornet::pair_geometry_backward", "")
+                             .typed<std::tuple<at::Tensor, at::Tensor>(
+                                 const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+                                 const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
+                                 const at::Tensor&, const at::Tensor&, double, double, c10::string_view)>();
+        auto [grad_vectors, grad_distances] =
+            op.call(grads[0], grads[1], grads[2], s[0], s[1], s[2], s[3], ctx->saved_data["lower"].toDouble(),
+                    ctx->saved_data["upper"].toDouble(), ctx->saved_data["rbf_type"].toStringRef());
+        return {grad_vectors, grad_distances, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+};
+
+std::tuple<at::Tensor, at::Tensor> pair_geometry_backward_cpu(
+    const std::optional<at::Tensor>& grad_rbf, const std::optional<at::Tensor>& grad_cutoff,
+    const std::optional<at::Tensor>& grad_edge, const at::Tensor& vectors, const at::Tensor& distances,
+    const at::Tensor& means, const at::Tensor& betas, double lower, double upper, c10::string_view rbf_type) {
+    const Basis basis = make_basis(std::string(rbf_type), lower, upper);
+    check_arguments(vectors, distances, means, betas, basis.gauss);
+    return backward_cpu(grad_rbf.value_or(at::Tensor()), grad_cutoff.value_or(at::Tensor()),
+                        grad_edge.value_or(at::Tensor()), vectors, distances, means, betas, basis);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> pair_geometry_autograd(const at::Tensor& vectors,
+                                                                      const at::Tensor& distances,
+                                                                      const at::Tensor& means, const at::Tensor& betas,
+                                                                      double lower, double upper,
+                                                                      c10::string_view rbf_type) {
+    auto outputs = PairGeometry::apply(vectors, distances, means, betas, lower, upper, std::string(rbf_type));
+    return {outputs[0], outputs[1], outputs[2]};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(openmm_tensornet, m) {
+    m.def("pair_geometry(Tensor vectors, Tensor distances, Tensor means, Tensor betas, float lower, float upper, "
+          "str rbf_type) -> (Tensor rbf, Tensor cutoff, Tensor edge)");
+    m.def("pair_geometry_backward(Tensor? grad_rbf, Tensor? grad_cutoff, Tensor? grad_edge, Tensor vectors, "
+          "Tensor distances, Tensor means, Tensor betas, float lower, float upper, str rbf_type) "
+          "-> (Tensor grad_vectors, Tensor grad_distances)");
+}
+
+TORCH_LIBRARY_IMPL(openmm_tensornet, CPU, m) {
+    m.impl("pair_geometry", &pair_geometry_cpu);
+    m.impl("pair_geometry_backward", &pair_geometry_backward_cpu);
+}
+
+TORCH_LIBRARY_IMPL(openmm_tensornet, Autograd, m) { m.impl("pair_geometry", &pair_geometry_autograd); }
+
+}  // namespace openmm_tensornet
