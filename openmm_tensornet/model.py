@@ -365,9 +365,9 @@ class TensorNet(nn.Module):
         means, betas = self.rbf.basis_tensors()
         if compiled and pos.device.type == "cpu" and not means.requires_grad:
             # One compiled pass (CPU inference): radial basis, cutoff and edge components of every pair.
-            rbf, cutoff, edge = torch.ops.openmm_tensornet.pair_geometry(
+            rbf, cutoff, edge, _, _ = torch.ops.openmm_tensornet.pair_geometry(
                 vectors, distances, means, betas, self.cutoff_lower, self.cutoff_upper, self.rbf.rbf_type)
-            rbf_zero, cutoff_zero, _ = torch.ops.openmm_tensornet.pair_geometry(
+            rbf_zero, cutoff_zero, _, _, _ = torch.ops.openmm_tensornet.pair_geometry(
                 torch.zeros(1, 3, dtype=pos.dtype, device=pos.device), zero, means, betas, self.cutoff_lower,
                 self.cutoff_upper, self.rbf.rbf_type)
         else:

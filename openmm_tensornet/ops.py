@@ -78,7 +78,7 @@ TENSOR_INTERACTION_SCHEMA = (
 # Must equal the schema in plugin/geometry/geometry.cpp.
 PAIR_GEOMETRY_SCHEMA = (
     "pair_geometry(Tensor vectors, Tensor distances, Tensor means, Tensor betas, float lower, float upper, "
-    "str rbf_type) -> (Tensor rbf, Tensor cutoff, Tensor edge)"
+    "str rbf_type) -> (Tensor rbf, Tensor cutoff, Tensor edge, Tensor rbf_slope, Tensor cutoff_slope)"
 )
 
 CPU_SOURCES = ("neighbors/neighbors.cpp", "neighbors/neighbors_cpu.cpp", "common/checks.cpp", "common/cell_grid.cpp",
@@ -243,7 +243,9 @@ def _register_fallback() -> None:
         rbf_module.load_state_dict(dict(zip(rbf_module.state_dict().keys(), (means, betas.reshape(())
                                             if rbf_type == "gauss" else betas))))
         unit = vectors / torch.where(distances > 0, distances, torch.ones_like(distances)).unsqueeze(-1)
-        return rbf_module(distances), CosineCutoff(lower, upper)(distances), edge_components(unit)
+        # The slopes are only for the compiled backward; the fallback differentiates the twins instead.
+        empty = distances.new_zeros(0)
+        return rbf_module(distances), CosineCutoff(lower, upper)(distances), edge_components(unit), empty, empty
 
     # The compiled ops' backward-only ops (tensor_*_backward, tensor_messages_weight_grad) have no fallback: only the
     # compiled autograd kernels call them; here autograd differentiates the twins instead.
@@ -321,11 +323,12 @@ def _register_fakes() -> None:
 
     @torch.library.register_fake("openmm_tensornet::pair_geometry")
     def _(vectors, distances, means, betas, lower, upper, rbf_type):
-        count = vectors.shape[0]
-        return vectors.new_empty((count, means.shape[0])), vectors.new_empty((count,)), vectors.new_empty((count, 9))
+        count, k = vectors.shape[0], means.shape[0]
+        return (vectors.new_empty((count, k)), vectors.new_empty((count,)), vectors.new_empty((count, 9)),
+                vectors.new_empty((count, k)), vectors.new_empty((count,)))
 
     @torch.library.register_fake("openmm_tensornet::pair_geometry_backward")
-    def _(grad_rbf, grad_cutoff, grad_edge, vectors, distances, means, betas, lower, upper, rbf_type):
+    def _(grad_rbf, grad_cutoff, grad_edge, vectors, distances, rbf_slope, cutoff_slope):
         return vectors.new_empty(vectors.shape), distances.new_empty(distances.shape)
 
     @torch.library.register_fake("openmm_tensornet::radial_mlp")

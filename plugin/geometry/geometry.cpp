@@ -1,7 +1,7 @@
 // Pair geometry of TensorNet in one pass (CPU inference): radial basis, cosine cutoff and edge-tensor components.
 //
 // pair_geometry(vectors [P, 3], distances [P], means [K], betas [K], float lower, float upper, str rbf_type)
-//     -> (rbf [P, K], cutoff [P], edge [P, 9])
+//     -> (rbf [P, K], cutoff [P], edge [P, 9], rbf_slope [P, K], cutoff_slope [P])
 //
 // With d the distance and u = vectors / d (u = 0 where d = 0), exactly as openmm_tensornet/radial.py and
 // openmm_tensornet/tensors.py compute them (the twins):
@@ -12,6 +12,7 @@
 //           (cos(pi (2 (d - lower) / (upper - lower) + 1)) + 1) / 2 for lower < d < upper; 0 elsewhere;
 //   edge:   the 9 irreducible components of Id, [u]_x and u u^T - Id / 3 (openmm_tensornet.tensors.edge_components).
 //
+// rbf_slope and cutoff_slope are d rbf / d d and d cutoff / d d (not differentiable; the backward uses them).
 // First derivatives with respect to vectors and distances (forces); the basis parameters must not require
 // gradients. The op replaces some forty small operators (and their autograd nodes) per evaluation; other devices
 // use the pure-torch twins.
@@ -115,6 +116,14 @@ struct PairKernel {
 };
 
 template <typename T>
+inline T dot(const T* a, const T* b, int64_t n) {
+    T sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < n; ++j) sum += a[j] * b[j];
+    return sum;
+}
+
+template <typename T>
 inline void edge_of(const T* u, T* edge) {
     const T r2 = T(1.41421356237309504880), r3 = T(1.73205080756887729353), r6 = T(2.44948974278317809820);
     const T x = u[0], y = u[1], z = u[2];
@@ -139,63 +148,67 @@ inline void edge_backward(const T* u, const T* g, T* gu) {
     gu[2] = r2 * (g[3] + x * g[5] + y * g[6]) - 4 * z / r6 * g[8];
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& vectors_in, const at::Tensor& distances_in,
-                                                           const at::Tensor& means_in, const at::Tensor& betas_in,
-                                                           const Basis& basis) {
+// {rbf, cutoff, edge, d rbf / d d, d cutoff / d d}
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_cpu(
+    const at::Tensor& vectors_in, const at::Tensor& distances_in, const at::Tensor& means_in,
+    const at::Tensor& betas_in, const Basis& basis) {
     const auto vectors = vectors_in.contiguous(), distances = distances_in.contiguous();
     const auto means = means_in.contiguous(), betas = betas_in.contiguous();
     const int64_t p = vectors.size(0), k = means.size(0);
     auto rbf = at::empty({p, k}, vectors.options());
     auto cutoff = at::empty({p}, vectors.options());
     auto edge = at::empty({p, 9}, vectors.options());
+    auto rbf_slope = at::empty({p, k}, vectors.options());
+    auto cutoff_slope = at::empty({p}, vectors.options());
     AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "pair_geometry_cpu", [&] {
         const PairKernel<scalar_t> kernel{basis, means.data_ptr<scalar_t>(), betas.data_ptr<scalar_t>(), k};
         const scalar_t *v = vectors.data_ptr<scalar_t>(), *d = distances.data_ptr<scalar_t>();
         scalar_t *r = rbf.data_ptr<scalar_t>(), *c = cutoff.data_ptr<scalar_t>(), *e = edge.data_ptr<scalar_t>();
+        scalar_t *rs = rbf_slope.data_ptr<scalar_t>(), *cs = cutoff_slope.data_ptr<scalar_t>();
         at::parallel_for(0, p, 256, [&](int64_t begin, int64_t end) {
             for (int64_t q = begin; q < end; ++q) {
-                scalar_t slope, u[3];
-                kernel.cutoff(d[q], c[q], slope);
-                kernel.radial(d[q], r + q * k, nullptr);
+                scalar_t u[3];
+                kernel.cutoff(d[q], c[q], cs[q]);
+                kernel.radial(d[q], r + q * k, rs + q * k);
                 const scalar_t length = d[q] > 0 ? d[q] : scalar_t(1);
                 for (int a = 0; a < 3; ++a) u[a] = v[q * 3 + a] / length;
                 edge_of(u, e + q * 9);
             }
         });
     });
-    return {rbf, cutoff, edge};
+    return {rbf, cutoff, edge, rbf_slope, cutoff_slope};
 }
 
+// Gradients {vectors, distances} from the output gradients (undefined: zero) and the forward's slopes.
 std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_rbf_in, const at::Tensor& grad_cutoff_in,
                                                 const at::Tensor& grad_edge_in, const at::Tensor& vectors_in,
-                                                const at::Tensor& distances_in, const at::Tensor& means_in,
-                                                const at::Tensor& betas_in, const Basis& basis) {
+                                                const at::Tensor& distances_in, const at::Tensor& rbf_slope_in,
+                                                const at::Tensor& cutoff_slope_in) {
     const auto vectors = vectors_in.contiguous(), distances = distances_in.contiguous();
-    const auto means = means_in.contiguous(), betas = betas_in.contiguous();
-    const int64_t p = vectors.size(0), k = means.size(0);
-    const auto grad_rbf = grad_rbf_in.defined() ? grad_rbf_in.contiguous() : at::zeros({p, k}, vectors.options());
-    const auto grad_cutoff = grad_cutoff_in.defined() ? grad_cutoff_in.contiguous() : at::zeros({p}, vectors.options());
-    const auto grad_edge = grad_edge_in.defined() ? grad_edge_in.contiguous() : at::zeros({p, 9}, vectors.options());
+    const auto rbf_slope = rbf_slope_in.contiguous(), cutoff_slope = cutoff_slope_in.contiguous();
+    const int64_t p = vectors.size(0), k = rbf_slope.size(1);
+    const bool has_rbf = grad_rbf_in.defined(), has_cutoff = grad_cutoff_in.defined(), has_edge = grad_edge_in.defined();
+    const auto grad_rbf = has_rbf ? grad_rbf_in.contiguous() : grad_rbf_in;
+    const auto grad_cutoff = has_cutoff ? grad_cutoff_in.contiguous() : grad_cutoff_in;
+    const auto grad_edge = has_edge ? grad_edge_in.contiguous() : grad_edge_in;
     auto grad_vectors = at::empty_like(vectors);
     auto grad_distances = at::empty_like(distances);
     AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "pair_geometry_backward_cpu", [&] {
-        const PairKernel<scalar_t> kernel{basis, means.data_ptr<scalar_t>(), betas.data_ptr<scalar_t>(), k};
         const scalar_t *v = vectors.data_ptr<scalar_t>(), *d = distances.data_ptr<scalar_t>();
-        const scalar_t *gr = grad_rbf.data_ptr<scalar_t>(), *gc = grad_cutoff.data_ptr<scalar_t>(),
-                       *ge = grad_edge.data_ptr<scalar_t>();
+        const scalar_t *rs = rbf_slope.data_ptr<scalar_t>(), *cs = cutoff_slope.data_ptr<scalar_t>();
+        const scalar_t* gr = has_rbf ? grad_rbf.data_ptr<scalar_t>() : nullptr;
+        const scalar_t* gc = has_cutoff ? grad_cutoff.data_ptr<scalar_t>() : nullptr;
+        const scalar_t* ge = has_edge ? grad_edge.data_ptr<scalar_t>() : nullptr;
         scalar_t *gv = grad_vectors.data_ptr<scalar_t>(), *gd = grad_distances.data_ptr<scalar_t>();
         at::parallel_for(0, p, 256, [&](int64_t begin, int64_t end) {
-            std::vector<scalar_t> values(k), slopes(k);
             for (int64_t q = begin; q < end; ++q) {
-                scalar_t value, slope, u[3], gu[3];
-                kernel.cutoff(d[q], value, slope);
-                kernel.radial(d[q], values.data(), slopes.data());
-                scalar_t total = gc[q] * slope;
-                for (int64_t j = 0; j < k; ++j) total += gr[q * k + j] * slopes[j];
+                scalar_t total = gc ? gc[q] * cs[q] : scalar_t(0);
+                if (gr) total += dot(gr + q * k, rs + q * k, k);
                 const bool positive = d[q] > 0;
                 const scalar_t length = positive ? d[q] : scalar_t(1);
+                scalar_t u[3], gu[3] = {0, 0, 0};
                 for (int a = 0; a < 3; ++a) u[a] = v[q * 3 + a] / length;
-                edge_backward(u, ge + q * 9, gu);
+                if (ge) edge_backward(u, ge + q * 9, gu);
                 scalar_t along = 0;
                 for (int a = 0; a < 3; ++a) {
                     gv[q * 3 + a] = gu[a] / length;
@@ -208,13 +221,22 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_rbf_in, c
     return {grad_vectors, grad_distances};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> pair_geometry_cpu(const at::Tensor& vectors, const at::Tensor& distances,
-                                                                 const at::Tensor& means, const at::Tensor& betas,
-                                                                 double lower, double upper,
-                                                                 c10::string_view rbf_type) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pair_geometry_cpu(
+    const at::Tensor& vectors, const at::Tensor& distances, const at::Tensor& means, const at::Tensor& betas,
+    double lower, double upper, c10::string_view rbf_type) {
     const Basis basis = make_basis(std::string(rbf_type), lower, upper);
     check_arguments(vectors, distances, means, betas, basis.gauss);
     return forward_cpu(vectors, distances, means, betas, basis);
+}
+
+std::tuple<at::Tensor, at::Tensor> pair_geometry_backward_cpu(const std::optional<at::Tensor>& grad_rbf,
+                                                              const std::optional<at::Tensor>& grad_cutoff,
+                                                              const std::optional<at::Tensor>& grad_edge,
+                                                              const at::Tensor& vectors, const at::Tensor& distances,
+                                                              const at::Tensor& rbf_slope,
+                                                              const at::Tensor& cutoff_slope) {
+    return backward_cpu(grad_rbf.value_or(at::Tensor()), grad_cutoff.value_or(at::Tensor()),
+                        grad_edge.value_or(at::Tensor()), vectors, distances, rbf_slope, cutoff_slope);
 }
 
 class PairGeometry : public torch::autograd::Function<PairGeometry> {
@@ -230,12 +252,11 @@ class PairGeometry : public torch::autograd::Function<PairGeometry> {
         static auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("openmm_tensornet::pair_geometry", "")
                              .typed<decltype(pair_geometry_cpu)>();
-        auto [rbf, cutoff, edge] = op.call(vectors, distances, means, betas, lower, upper, rbf_type);
-        ctx->save_for_backward({vectors, distances, means, betas});
-        ctx->saved_data["lower"] = lower;
-        ctx->saved_data["upper"] = upper;
-        ctx->saved_data["rbf_type"] = rbf_type;
-        return {rbf, cutoff, edge};
+        auto [rbf, cutoff, edge, rbf_slope, cutoff_slope] =
+            op.call(vectors, distances, means, betas, lower, upper, rbf_type);
+        ctx->save_for_backward({vectors, distances, rbf_slope, cutoff_slope});
+        ctx->mark_non_differentiable({rbf_slope, cutoff_slope});
+        return {rbf, cutoff, edge, rbf_slope, cutoff_slope};
     }
 
     static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -246,44 +267,26 @@ class PairGeometry : public torch::autograd::Function<PairGeometry> {
         const auto s = ctx->get_saved_variables();
         static auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("openmm_tensornet::pair_geometry_backward", "")
-                             .typed<std::tuple<at::Tensor, at::Tensor>(
-                                 const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-                                 const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
-                                 const at::Tensor&, const at::Tensor&, double, double, c10::string_view)>();
-        auto [grad_vectors, grad_distances] =
-            op.call(grads[0], grads[1], grads[2], s[0], s[1], s[2], s[3], ctx->saved_data["lower"].toDouble(),
-                    ctx->saved_data["upper"].toDouble(), ctx->saved_data["rbf_type"].toStringRef());
+                             .typed<decltype(pair_geometry_backward_cpu)>();
+        auto [grad_vectors, grad_distances] = op.call(grads[0], grads[1], grads[2], s[0], s[1], s[2], s[3]);
         return {grad_vectors, grad_distances, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
     }
 };
 
-std::tuple<at::Tensor, at::Tensor> pair_geometry_backward_cpu(
-    const std::optional<at::Tensor>& grad_rbf, const std::optional<at::Tensor>& grad_cutoff,
-    const std::optional<at::Tensor>& grad_edge, const at::Tensor& vectors, const at::Tensor& distances,
-    const at::Tensor& means, const at::Tensor& betas, double lower, double upper, c10::string_view rbf_type) {
-    const Basis basis = make_basis(std::string(rbf_type), lower, upper);
-    check_arguments(vectors, distances, means, betas, basis.gauss);
-    return backward_cpu(grad_rbf.value_or(at::Tensor()), grad_cutoff.value_or(at::Tensor()),
-                        grad_edge.value_or(at::Tensor()), vectors, distances, means, betas, basis);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> pair_geometry_autograd(const at::Tensor& vectors,
-                                                                      const at::Tensor& distances,
-                                                                      const at::Tensor& means, const at::Tensor& betas,
-                                                                      double lower, double upper,
-                                                                      c10::string_view rbf_type) {
-    auto outputs = PairGeometry::apply(vectors, distances, means, betas, lower, upper, std::string(rbf_type));
-    return {outputs[0], outputs[1], outputs[2]};
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pair_geometry_autograd(
+    const at::Tensor& vectors, const at::Tensor& distances, const at::Tensor& means, const at::Tensor& betas,
+    double lower, double upper, c10::string_view rbf_type) {
+    auto o = PairGeometry::apply(vectors, distances, means, betas, lower, upper, std::string(rbf_type));
+    return {o[0], o[1], o[2], o[3], o[4]};
 }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(openmm_tensornet, m) {
     m.def("pair_geometry(Tensor vectors, Tensor distances, Tensor means, Tensor betas, float lower, float upper, "
-          "str rbf_type) -> (Tensor rbf, Tensor cutoff, Tensor edge)");
+          "str rbf_type) -> (Tensor rbf, Tensor cutoff, Tensor edge, Tensor rbf_slope, Tensor cutoff_slope)");
     m.def("pair_geometry_backward(Tensor? grad_rbf, Tensor? grad_cutoff, Tensor? grad_edge, Tensor vectors, "
-          "Tensor distances, Tensor means, Tensor betas, float lower, float upper, str rbf_type) "
-          "-> (Tensor grad_vectors, Tensor grad_distances)");
+          "Tensor distances, Tensor rbf_slope, Tensor cutoff_slope) -> (Tensor grad_vectors, Tensor grad_distances)");
 }
 
 TORCH_LIBRARY_IMPL(openmm_tensornet, CPU, m) {
