@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .activations import apply_activation
 from .messages import PairIndex, tensor_embedding, tensor_embedding_reference
 from .radial import radial_mlp_reference
 from .tensors import expand_parts, mix_parts, squared_norm
@@ -35,7 +36,7 @@ class TensorEmbedding(nn.Module):
         self,
         hidden_channels: int,
         num_rbf: int,
-        activation: nn.Module,
+        activation: str,
         cutoff_lower: float,
         cutoff_upper: float,
         max_z: int,
@@ -50,7 +51,7 @@ class TensorEmbedding(nn.Module):
         self.norm = nn.LayerNorm(f, dtype=dtype)
         self.scalar_mlp = nn.ModuleList([nn.Linear(f, 2 * f, dtype=dtype), nn.Linear(2 * f, 3 * f, dtype=dtype)])
         self.component_mix = nn.ModuleList([nn.Linear(f, f, bias=False, dtype=dtype) for _ in range(3)])
-        self.act = activation
+        self.activation_name = activation  # a name of choices.Activation
 
     def forward(
         self, z: Tensor, pairs: Tensor, index: PairIndex, cutoff: Tensor, edge: Tensor, rbf: Tensor,
@@ -81,14 +82,32 @@ class TensorEmbedding(nn.Module):
         # Self-loops: distance 0, zero vector -> the identity part only, component sqrt(3).
         loop = cutoff_zero.unsqueeze(1) * self.radial_linear(rbf_zero)[:, :f]
         loop_scalar = (receiver_term + sender_term) * loop * math.sqrt(3.0)
-        features = features + torch.cat((loop_scalar.unsqueeze(1), torch.zeros_like(features[:, 1:])), dim=1)
-
-        gates = self.norm(squared_norm(features))
-        for linear in self.scalar_mlp:
-            gates = self.act(linear(gates))
-        gates = gates.view(num_atoms, 3, f)
         mix_weights = torch.stack(
             (self.component_mix[0].weight, self.component_mix[1].weight, self.component_mix[2].weight)
         )
-        mixed = mix_parts(features, mix_weights)
-        return mixed * expand_parts(gates)
+        first, second = self.scalar_mlp[0], self.scalar_mlp[1]
+        if compiled and not mix_weights.requires_grad and not first.weight.requires_grad:
+            return torch.ops.openmm_tensornet.embedding_gate(
+                features, loop_scalar, self.norm.weight, self.norm.bias, self.norm.eps, first.weight, first.bias,
+                second.weight, second.bias, self.activation_name, mix_weights)
+        return embedding_gate_reference(features, loop_scalar, self.norm.weight, self.norm.bias, self.norm.eps,
+                                        first.weight, first.bias, second.weight, second.bias, self.activation_name,
+                                        mix_weights)
+
+
+def embedding_gate_reference(
+    sums: Tensor, loop: Tensor, norm_weight: Tensor, norm_bias: Tensor, eps: float, weight1: Tensor, bias1: Tensor,
+    weight2: Tensor, bias2: Tensor, activation: str, mix: Tensor,
+) -> Tensor:
+    """The end of the embedding in plain torch, the twin of ``torch.ops.openmm_tensornet.embedding_gate``.
+
+    ``sums [N, 9, F]`` the pair sums of :func:`tensor_embedding`, ``loop [N, F]`` the self-loop's identity component,
+    then LayerNorm of the squared norms, a two-layer gate MLP (``activation`` after each layer) giving I, A and S gates,
+    and the gated channel mixing ``mix [3, F, F]``.
+    """
+    num_atoms, _, f = sums.shape
+    features = sums + torch.cat((loop.unsqueeze(1), torch.zeros_like(sums[:, 1:])), dim=1)
+    gates = nn.functional.layer_norm(squared_norm(features), [f], norm_weight, norm_bias, eps)
+    gates = apply_activation(nn.functional.linear(gates, weight1, bias1), activation)
+    gates = apply_activation(nn.functional.linear(gates, weight2, bias2), activation)
+    return mix_parts(features, mix) * expand_parts(gates.view(num_atoms, 3, f))

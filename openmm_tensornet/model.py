@@ -154,9 +154,7 @@ class TensorNet(nn.Module):
         f = int(hidden_channels)
         self.rbf = make_rbf(rbf_type, cutoff_lower, cutoff_upper, num_rbf, trainable_rbf, torch_dtype)
         self.cutoff = CosineCutoff(cutoff_lower, cutoff_upper)
-        self.embedding = TensorEmbedding(
-            f, num_rbf, make_activation(activation), cutoff_lower, cutoff_upper, max_z, torch_dtype
-        )
+        self.embedding = TensorEmbedding(f, num_rbf, activation, cutoff_lower, cutoff_upper, max_z, torch_dtype)
         self.layers = nn.ModuleList(
             [
                 Interaction(num_rbf, f, activation, equivariance_group, torch_dtype)

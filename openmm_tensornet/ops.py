@@ -81,12 +81,19 @@ PAIR_GEOMETRY_SCHEMA = (
     "str rbf_type) -> (Tensor rbf, Tensor cutoff, Tensor edge, Tensor rbf_slope, Tensor cutoff_slope)"
 )
 
+# Must equal the schema in plugin/embedding/embedding.cpp.
+EMBEDDING_GATE_SCHEMA = (
+    "embedding_gate(Tensor sums, Tensor loop, Tensor norm_weight, Tensor norm_bias, float eps, Tensor weight1, "
+    "Tensor bias1, Tensor weight2, Tensor bias2, str activation, Tensor mix) -> Tensor"
+)
+
 CPU_SOURCES = ("neighbors/neighbors.cpp", "neighbors/neighbors_cpu.cpp", "common/checks.cpp", "common/cell_grid.cpp",
                "messages/messages.cpp", "messages/messages_cpu.cpp", "radial/radial.cpp",
-               "interaction/interaction.cpp", "interaction/interaction_cpu.cpp", "geometry/geometry.cpp")
+               "interaction/interaction.cpp", "interaction/interaction_cpu.cpp", "geometry/geometry.cpp",
+               "embedding/embedding.cpp")
 CUDA_SOURCES = ("neighbors/neighbors_cuda.cu", "messages/messages_cuda.cu")
 HEADERS = ("common/pair_search.h", "common/checks.h", "common/cell_grid.h", "messages/messages.h",
-           "messages/tensor_algebra.h", "interaction/interaction.h")
+           "messages/tensor_algebra.h", "interaction/interaction.h", "common/activations.h", "common/parts.h")
 
 
 @dataclass
@@ -157,6 +164,25 @@ def cuda_build_problem() -> Optional[str]:
     return None
 
 
+NATIVE_VARIABLE = "OPENMM_TENSORNET_NATIVE"
+
+
+def _cpu_flags() -> List[str]:
+    """Compiler flags for this CPU: ``-march=native`` on Linux x86-64 (unless ``OPENMM_TENSORNET_NATIVE=0``), with
+    the CPU's feature list, so that a cache shared by different machines never serves code built for another CPU."""
+    if os.environ.get(NATIVE_VARIABLE, "1") == "0" or platform.system() != "Linux" or platform.machine() != "x86_64":
+        return []
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    found = re.search(r"^flags\s*:(.*)$", text, re.MULTILINE)
+    if found is None:
+        return []
+    features = hashlib.sha256(" ".join(sorted(found.group(1).split())).encode()).hexdigest()[:12]
+    return ["-march=native", f"-DOPENMM_TENSORNET_CPU={features}"]
+
+
 def _build_key(sources: Path, with_cuda: bool) -> str:
     digest = hashlib.sha256()
     names = CPU_SOURCES + HEADERS + (CUDA_SOURCES if with_cuda else ())
@@ -164,6 +190,7 @@ def _build_key(sources: Path, with_cuda: bool) -> str:
         digest.update(name.encode())
         digest.update((sources / name).read_bytes())
     digest.update(f"{torch.__version__}|{sys.version_info[:2]}|{platform.machine()}|{with_cuda}".encode())
+    digest.update("|".join(_cpu_flags()).encode())  # built for this CPU (-march=native): a shared cache stays safe
     return digest.hexdigest()[:16]
 
 
@@ -192,7 +219,7 @@ def build_library(verbose: bool = False, with_cuda: Optional[bool] = None) -> Pa
         sources=[str(sources / name) for name in names],
         build_directory=str(folder),
         # -fopenmp: at::parallel_for is inlined from the headers and runs serially without it.
-        extra_cflags=["-O3", "-fopenmp"],
+        extra_cflags=["-O3", "-fopenmp"] + _cpu_flags(),
         extra_ldflags=["-fopenmp"],
         extra_cuda_cflags=["-O3", "--fmad=false"],
         with_cuda=with_cuda,
@@ -209,6 +236,7 @@ def _register_fallback() -> None:
     """Serve the op schema with the pure-torch implementation (so scripting works without a compiler)."""
     global _fallback_library
     from .messages import tensor_embedding_sums, tensor_messages_reference, tensor_product_reference
+    from .embedding import embedding_gate_reference
     from .radial import radial_mlp_reference
     from .tensors import basis
     from .neighbors import neighbor_search_reference
@@ -263,6 +291,8 @@ def _register_fallback() -> None:
     _fallback_library.impl("tensor_interaction", interaction_fallback, "CompositeImplicitAutograd")
     _fallback_library.define(PAIR_GEOMETRY_SCHEMA)
     _fallback_library.impl("pair_geometry", geometry_fallback, "CompositeImplicitAutograd")
+    _fallback_library.define(EMBEDDING_GATE_SCHEMA)
+    _fallback_library.impl("embedding_gate", embedding_gate_reference, "CompositeImplicitAutograd")
     _fallback_library.define(RADIAL_MLP_SCHEMA)
     _fallback_library.impl("radial_mlp", radial_mlp_reference, "CompositeImplicitAutograd")
 
@@ -330,6 +360,23 @@ def _register_fakes() -> None:
     @torch.library.register_fake("openmm_tensornet::pair_geometry_backward")
     def _(grad_rbf, grad_cutoff, grad_edge, vectors, distances, rbf_slope, cutoff_slope):
         return vectors.new_empty(vectors.shape), distances.new_empty(distances.shape)
+
+    @torch.library.register_fake("openmm_tensornet::embedding_gate")
+    def _(sums, loop, norm_weight, norm_bias, eps, weight1, bias1, weight2, bias2, activation, mix):
+        return sums.new_empty(sums.shape)
+
+    @torch.library.register_fake("openmm_tensornet::embedding_gate_forward")
+    def _(sums, loop, norm_weight, norm_bias, eps, weight1, bias1, weight2, bias2, activation, mix):
+        n, _, f = sums.shape
+        h = weight1.shape[0]
+        full = (n, 9, f)
+        return [sums.new_empty(full), sums.new_empty(full), sums.new_empty((n, f)), sums.new_empty((n, 1)),
+                sums.new_empty((n, 1)), sums.new_empty((n, h)), sums.new_empty((n, h)), sums.new_empty((n, 3 * f)),
+                sums.new_empty((n, 3 * f)), sums.new_empty(full), sums.new_empty((9, f, f))]
+
+    @torch.library.register_fake("openmm_tensornet::embedding_gate_backward")
+    def _(grad, saved, norm_weight, norm_bias, weight1, weight2, activation):
+        return grad.new_empty(grad.shape)
 
     @torch.library.register_fake("openmm_tensornet::radial_mlp")
     def _(rbf, cutoff, weights, biases, activation):

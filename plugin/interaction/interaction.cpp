@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/parts.h"
 #include "../messages/messages.h"
 #include "interaction.h"
 
@@ -69,19 +70,8 @@ void check_arguments(const at::Tensor& features, const at::Tensor& radial, const
                 pairs.sizes());
 }
 
-// Per-part rows [3, ...] -> contiguous per-component rows [9, ...] (component k takes part(k): 1 + 3 + 5 copies).
-at::Tensor per_component(const at::Tensor& parts) {
-    std::vector<int64_t> shape = parts.sizes().vec();
-    shape[0] = 9;
-    at::Tensor out = at::empty(shape, parts.options());
-    const int64_t first[3] = {0, 1, 4}, count[3] = {1, 3, 5};
-    for (int64_t part = 0; part < 3; ++part) {
-        std::vector<int64_t> block = shape;
-        block[0] = count[part];
-        out.narrow(0, first[part], count[part]).copy_(parts.narrow(0, part, 1).expand(block));
-    }
-    return out;
-}
+// Per-part rows [3, ...] -> contiguous per-component rows [9, ...] (component k takes part(k)).
+at::Tensor per_component(const at::Tensor& parts) { return expand_parts(parts, 0); }
 
 // out[:, k, :] = x[:, k, :] @ weights[k] for per-component matrices ``weights [9, F, F_out]``: one batched product
 // over the components, then back to the [N, 9, F_out] layout.

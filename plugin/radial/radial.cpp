@@ -17,29 +17,11 @@
 #include <string>
 #include <vector>
 
+#include "../common/activations.h"
+
 namespace openmm_tensornet {
 
 namespace {
-
-at::Tensor activate(const at::Tensor& x, const std::string& activation) {
-    if (activation == "silu") return at::silu(x);
-    if (activation == "tanh") return at::tanh(x);
-    if (activation == "sigmoid") return at::sigmoid(x);
-    if (activation == "mish") return at::mish(x);
-    if (activation == "ssp") return at::softplus(x) - std::log(2.0);
-    TORCH_CHECK(false, "radial_mlp: unknown activation '", activation,
-                "' (expected silu, tanh, sigmoid, mish, ssp or none)");
-}
-
-// Gradient through the activation, given its input ``x`` and output ``y``.
-at::Tensor activate_backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& y,
-                             const std::string& activation) {
-    if (activation == "silu") return at::silu_backward(grad, x);
-    if (activation == "tanh") return at::tanh_backward(grad, y);
-    if (activation == "sigmoid") return at::sigmoid_backward(grad, y);
-    if (activation == "mish") return at::mish_backward(grad, x);
-    return at::softplus_backward(grad, x, 1.0, 20.0);  // ssp: softplus shifted by a constant
-}
 
 void check_arguments(const at::Tensor& rbf, const at::Tensor& cutoff, const std::vector<at::Tensor>& weights,
                      const std::vector<at::Tensor>& biases, const std::string& activation) {
@@ -57,8 +39,7 @@ void check_arguments(const at::Tensor& rbf, const at::Tensor& cutoff, const std:
                     " but its input has ", width, " features");
         width = weights[l].size(0);
     }
-    TORCH_CHECK(activation == "none" || activation == "silu" || activation == "tanh" || activation == "sigmoid" ||
-                    activation == "mish" || activation == "ssp",
+    TORCH_CHECK(activation == "none" || known_activation(activation),
                 "radial_mlp: unknown activation '", activation, "'");
 }
 

@@ -1,7 +1,7 @@
-"""The fused interaction-layer op (plugin/interaction) and the pair-geometry op (plugin/geometry) against their
-pure-torch twins; the interaction op against its twin
-(:func:`openmm_tensornet.interaction.interaction_reference`): values and first derivatives, on the CPU passes and on
-the ATen composition that other devices run; and the whole frozen model (the inference path) against train mode."""
+"""The fused inference ops against their pure-torch twins, values and first derivatives: the interaction layer
+(plugin/interaction; its CPU passes and the ATen composition other devices run), the pair geometry
+(plugin/geometry) and the end of the embedding (plugin/embedding); and the whole frozen model (the inference path,
+which runs them all) against train mode (the twins)."""
 
 from __future__ import annotations
 
@@ -203,4 +203,56 @@ def test_pair_geometry_op_gradients_equal_finite_differences():
         torch.ops.openmm_tensornet.pair_geometry(vectors, distances[:3], means, betas, 0.0, 4.0, "expnorm")
     torch.library.opcheck(torch.ops.openmm_tensornet.pair_geometry.default,
                           (vectors.detach(), distances.detach(), means, betas, 0.0, 4.0, "expnorm"),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+def gate_inputs(num_atoms, channels, seed, dtype=torch.float64):
+    generator = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, scale=1.0):
+        return torch.randn(*shape, generator=generator, dtype=dtype) * scale
+
+    f = channels
+    return (rand(num_atoms, 9, f), rand(num_atoms, f), 1.0 + 0.2 * rand(f), 0.2 * rand(f), 1e-5,
+            rand(2 * f, f, scale=f ** -0.5), 0.2 * rand(2 * f), rand(3 * f, 2 * f, scale=(2 * f) ** -0.5),
+            0.2 * rand(3 * f), rand(3, f, f, scale=f ** -0.5))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("activation", ["silu", "tanh", "sigmoid", "mish", "ssp"])
+@pytest.mark.parametrize("num_atoms, channels", [(30, 16), (1, 5), (0, 8)])
+def test_embedding_gate_op_matches_the_twin(dtype, activation, num_atoms, channels):
+    from openmm_tensornet.embedding import embedding_gate_reference
+
+    sums, loop, nw, nb, eps, w1, b1, w2, b2, mix = gate_inputs(num_atoms, channels, 4, dtype)
+    results = []
+    for function in (torch.ops.openmm_tensornet.embedding_gate, embedding_gate_reference):
+        x = sums.clone().requires_grad_(True)
+        out = function(x, loop, nw, nb, eps, w1, b1, w2, b2, activation, mix)
+        projection = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+        (out * projection).sum().backward()
+        results.append((out.detach(), x.grad))
+    tol = TOLERANCES[dtype]["tensor"]
+    assert results[0][0].shape == (num_atoms, 9, channels) and results[0][1].shape == sums.shape
+    if num_atoms:
+        assert_close(results[0][0], results[1][0], tol, "output")
+        assert_close(results[0][1], results[1][1], tol, "gradient")
+
+
+def test_embedding_gate_op_gradcheck_errors_and_fake_kernel():
+    sums, loop, nw, nb, eps, w1, b1, w2, b2, mix = gate_inputs(5, 3, 2)
+
+    def function(x):
+        return torch.ops.openmm_tensornet.embedding_gate(x, loop, nw, nb, eps, w1, b1, w2, b2, "silu", mix)
+
+    assert torch.autograd.gradcheck(function, (sums.clone().requires_grad_(),))
+    with pytest.raises(RuntimeError, match=r"weight2 must have shape \[3F, H\] = \[9, 6\]"):
+        torch.ops.openmm_tensornet.embedding_gate(sums, loop, nw, nb, eps, w1, b1, w2[:4], b2, "silu", mix)
+    with pytest.raises(RuntimeError, match="unknown activation 'relu'"):
+        torch.ops.openmm_tensornet.embedding_gate(sums, loop, nw, nb, eps, w1, b1, w2, b2, "relu", mix)
+    with pytest.raises(RuntimeError, match="weights require gradients.*model.train"):
+        torch.ops.openmm_tensornet.embedding_gate(sums, loop, nw, nb, eps, w1.requires_grad_(True), b1, w2, b2,
+                                                  "silu", mix)
+    torch.library.opcheck(torch.ops.openmm_tensornet.embedding_gate.default,
+                          (sums, loop, nw, nb, eps, w1.detach(), b1, w2, b2, "silu", mix),
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))

@@ -1,0 +1,35 @@
+// The irreducible parts (I: component 0, A: 1-3, S: 4-8) of the 9-component layout of openmm_tensornet/tensors.py,
+// as ATen calls (any device; no host data, so they can be captured in CUDA graphs).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+namespace openmm_tensornet {
+
+constexpr int64_t kPartFirst[3] = {0, 1, 4};
+constexpr int64_t kPartSize[3] = {1, 3, 5};
+
+// [..., 3, ...] per-part values along ``dim`` -> contiguous [..., 9, ...] per-component values.
+inline at::Tensor expand_parts(const at::Tensor& parts, int64_t dim) {
+    std::vector<int64_t> shape = parts.sizes().vec();
+    shape[dim] = 9;
+    at::Tensor out = at::empty(shape, parts.options());
+    for (int64_t part = 0; part < 3; ++part) {
+        std::vector<int64_t> block = shape;
+        block[dim] = kPartSize[part];
+        out.narrow(dim, kPartFirst[part], kPartSize[part]).copy_(parts.narrow(dim, part, 1).expand(block));
+    }
+    return out;
+}
+
+// [N, 9, F] per-component values -> [N, 3, F] sums over each part's components (the transpose of expand_parts).
+inline at::Tensor sum_parts(const at::Tensor& components) {
+    std::vector<at::Tensor> sums;
+    for (int64_t part = 0; part < 3; ++part)
+        sums.push_back(components.narrow(1, kPartFirst[part], kPartSize[part]).sum(1));
+    return at::stack(sums, 1);
+}
+
+}  // namespace openmm_tensornet
