@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Tuple
 
 import torch
 from torch import Tensor, nn
@@ -52,6 +53,43 @@ class TensorEmbedding(nn.Module):
         self.scalar_mlp = nn.ModuleList([nn.Linear(f, 2 * f, dtype=dtype), nn.Linear(2 * f, 3 * f, dtype=dtype)])
         self.component_mix = nn.ModuleList([nn.Linear(f, f, bias=False, dtype=dtype) for _ in range(3)])
         self.activation_name = activation  # a name of choices.Activation
+        # Inference constants for fixed atoms (see TensorNet.freeze_for_inference): receiver and sender terms, the
+        # self-loop term and the stacked mixing matrices; empty = computed on every call.
+        self.register_buffer("frozen_receiver", torch.zeros(0, dtype=dtype), persistent=False)
+        self.register_buffer("frozen_sender", torch.zeros(0, dtype=dtype), persistent=False)
+        self.register_buffer("frozen_loop", torch.zeros(0, dtype=dtype), persistent=False)
+        self.register_buffer("frozen_mix", torch.zeros(0, dtype=dtype), persistent=False)
+
+    def pair_terms(self, z: Tensor) -> Tuple[Tensor, Tensor]:
+        """The receiver and sender terms ``[N, F]`` of the pair linear (the embedding of each atom's element)."""
+        f = self.hidden_channels
+        atom_features = self.atom_embedding(z)
+        weight = self.pair_linear.weight
+        receiver_term = nn.functional.linear(atom_features, weight[:, :f], self.pair_linear.bias)
+        return receiver_term, nn.functional.linear(atom_features, weight[:, f:])
+
+    def loop_term(self, receiver_term: Tensor, sender_term: Tensor, rbf_zero: Tensor, cutoff_zero: Tensor) -> Tensor:
+        """The identity component ``[N, F]`` of each atom's self-loop (distance 0, zero vector)."""
+        loop = cutoff_zero.unsqueeze(1) * self.radial_linear(rbf_zero)[:, :self.hidden_channels]
+        return (receiver_term + sender_term) * loop * math.sqrt(3.0)
+
+    def mix_weights(self) -> Tensor:
+        return torch.stack((self.component_mix[0].weight, self.component_mix[1].weight, self.component_mix[2].weight))
+
+    @torch.jit.ignore
+    def freeze(self, z: Tensor, rbf_zero: Tensor, cutoff_zero: Tensor) -> None:
+        """Store the inference constants for the atoms ``z`` (frozen weights only; cleared by ``unfreeze``)."""
+        with torch.no_grad():
+            receiver_term, sender_term = self.pair_terms(z)
+            self.frozen_receiver, self.frozen_sender = receiver_term.clone(), sender_term.clone()
+            self.frozen_loop = self.loop_term(receiver_term, sender_term, rbf_zero, cutoff_zero).clone()
+            self.frozen_mix = self.mix_weights().clone()
+
+    @torch.jit.ignore
+    def unfreeze(self) -> None:
+        empty = torch.zeros(0, dtype=self.norm.weight.dtype, device=self.norm.weight.device)
+        self.frozen_receiver, self.frozen_sender = empty, empty.clone()
+        self.frozen_loop, self.frozen_mix = empty.clone(), empty.clone()
 
     def forward(
         self, z: Tensor, pairs: Tensor, index: PairIndex, cutoff: Tensor, edge: Tensor, rbf: Tensor,
@@ -62,12 +100,12 @@ class TensorEmbedding(nn.Module):
         tensors of each pair's unit vector (:func:`openmm_tensornet.tensors.edge_components`), ``rbf [P, K]``, and
         ``rbf_zero [1, K]``,
         ``cutoff_zero [1]`` at distance 0 (the self-loops); ``compiled`` selects the compiled ops."""
-        num_atoms = z.shape[0]
         f = self.hidden_channels
-        atom_features = self.atom_embedding(z)
-        weight = self.pair_linear.weight
-        receiver_term = nn.functional.linear(atom_features, weight[:, :f], self.pair_linear.bias)  # [N, F]
-        sender_term = nn.functional.linear(atom_features, weight[:, f:])  # [N, F]
+        frozen = compiled and self.frozen_receiver.numel() > 0
+        if frozen:
+            receiver_term, sender_term = self.frozen_receiver, self.frozen_sender
+        else:
+            receiver_term, sender_term = self.pair_terms(z)  # [N, F] each
         weights = [self.radial_linear.weight]
         biases = [self.radial_linear.bias]
         if compiled and not self.radial_linear.weight.requires_grad:
@@ -80,11 +118,11 @@ class TensorEmbedding(nn.Module):
         else:
             features = tensor_embedding_reference(radial, edge, receiver_term, sender_term, pairs)
         # Self-loops: distance 0, zero vector -> the identity part only, component sqrt(3).
-        loop = cutoff_zero.unsqueeze(1) * self.radial_linear(rbf_zero)[:, :f]
-        loop_scalar = (receiver_term + sender_term) * loop * math.sqrt(3.0)
-        mix_weights = torch.stack(
-            (self.component_mix[0].weight, self.component_mix[1].weight, self.component_mix[2].weight)
-        )
+        if frozen:
+            loop_scalar, mix_weights = self.frozen_loop, self.frozen_mix
+        else:
+            loop_scalar = self.loop_term(receiver_term, sender_term, rbf_zero, cutoff_zero)
+            mix_weights = self.mix_weights()
         first, second = self.scalar_mlp[0], self.scalar_mlp[1]
         if compiled and not mix_weights.requires_grad and not first.weight.requires_grad:
             return torch.ops.openmm_tensornet.embedding_gate(

@@ -79,6 +79,7 @@ class TorchForceModule(nn.Module):
         for parameter in model.parameters():
             parameter.requires_grad_(False)
         model.set_neighbor_capacity(neighbor_capacity, static_shapes, None if atoms is None else list(atoms))
+        model.freeze_for_inference(torch.as_tensor(list(atomic_numbers), dtype=torch.long))
         model.defer_errors = True  # raised below, in forward itself (see TensorNet.defer_errors)
         self.model = model
         dtype = model.energy_mean.dtype

@@ -41,6 +41,24 @@ class Interaction(nn.Module):
         self.mix_in = nn.ModuleList([nn.Linear(f, f, bias=False, dtype=dtype) for _ in range(3)])
         self.mix_out = nn.ModuleList([nn.Linear(f, f, bias=False, dtype=dtype) for _ in range(3)])
         self.register_buffer("basis_matrix", basis(dtype).reshape(9, 9), persistent=False)
+        # Inference constants (see TensorNet.freeze_for_inference): the self-loop weights and the stacked mixing
+        # matrices; empty = computed on every call.
+        self.register_buffer("frozen_loop", torch.zeros(0, dtype=dtype), persistent=False)
+        self.register_buffer("frozen_mix_in", torch.zeros(0, dtype=dtype), persistent=False)
+        self.register_buffer("frozen_mix_out", torch.zeros(0, dtype=dtype), persistent=False)
+
+    @torch.jit.ignore
+    def freeze(self, rbf_zero: Tensor, cutoff_zero: Tensor) -> None:
+        """Store the inference constants (frozen weights only; cleared by ``unfreeze``)."""
+        with torch.no_grad():
+            self.frozen_loop = self.radial_weights(rbf_zero, cutoff_zero, False)[0].clone()
+            self.frozen_mix_in = torch.stack([linear.weight for linear in self.mix_in]).clone()
+            self.frozen_mix_out = torch.stack([linear.weight for linear in self.mix_out]).clone()
+
+    @torch.jit.ignore
+    def unfreeze(self) -> None:
+        empty = torch.zeros(0, dtype=self.basis_matrix.dtype, device=self.basis_matrix.device)
+        self.frozen_loop, self.frozen_mix_in, self.frozen_mix_out = empty, empty.clone(), empty.clone()
 
     def radial_weights(self, rbf: Tensor, cutoff: Tensor, fused: bool) -> Tensor:
         """``[P, 3, F]`` weights of the I, A and S messages from the radial basis ``rbf [P, K]`` and the cosine
@@ -64,9 +82,12 @@ class Interaction(nn.Module):
         0 (the self-loop). ``compiled``: the compiled ops (the whole layer is one op when the weights are frozen)."""
         frozen = compiled and not self.radial_mlp[0].weight.requires_grad
         radial = self.radial_weights(rbf, cutoff, frozen)
-        loop = self.radial_weights(rbf_zero, cutoff_zero, frozen)[0]  # [3, F]
-        mix_in = torch.stack((self.mix_in[0].weight, self.mix_in[1].weight, self.mix_in[2].weight))
-        mix_out = torch.stack((self.mix_out[0].weight, self.mix_out[1].weight, self.mix_out[2].weight))
+        if compiled and self.frozen_loop.numel() > 0:
+            loop, mix_in, mix_out = self.frozen_loop, self.frozen_mix_in, self.frozen_mix_out
+        else:
+            loop = self.radial_weights(rbf_zero, cutoff_zero, frozen)[0]  # [3, F]
+            mix_in = torch.stack((self.mix_in[0].weight, self.mix_in[1].weight, self.mix_in[2].weight))
+            mix_out = torch.stack((self.mix_out[0].weight, self.mix_out[1].weight, self.mix_out[2].weight))
         if frozen and not self.mix_in[0].weight.requires_grad:
             return torch.ops.openmm_tensornet.tensor_interaction(
                 features, radial, loop, charge_factor, mix_in, mix_out, index.pairs, index.first_ptr,

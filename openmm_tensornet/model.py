@@ -177,6 +177,33 @@ class TensorNet(nn.Module):
         # Labels of the atoms in error messages (e.g. their indices in an OpenMM System); empty = 0, 1, 2, ...
         self.register_buffer("atom_labels", torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("basis_matrix", basis(torch_dtype).reshape(9, 9), persistent=False)
+        # The atoms of freeze_for_inference (empty: not frozen).
+        self.register_buffer("frozen_z", torch.zeros(0, dtype=torch.long), persistent=False)
+
+    @torch.jit.ignore
+    def freeze_for_inference(self, z: Tensor) -> None:
+        """Precompute what does not depend on positions for the atoms ``z`` (per-atom embedding terms, self-loop
+        weights, stacked mixing matrices), for an inference copy with frozen weights, such as the one inside an
+        exported OpenMM force. The model then refuses other atoms; ``train()`` discards the constants."""
+        if any(parameter.requires_grad for parameter in self.parameters()):
+            raise RuntimeError("freeze_for_inference needs frozen weights (model.requires_grad_(False)); the "
+                               "constants would go stale when the weights are trained.")
+        zero = torch.zeros(1, dtype=self.atomref.dtype, device=self.atomref.device)
+        with torch.no_grad():
+            rbf_zero, cutoff_zero = self.rbf(zero), self.cutoff(zero)
+        self.embedding.freeze(z.to(self.atomref.device), rbf_zero, cutoff_zero)
+        for layer in self.layers:
+            layer.freeze(rbf_zero, cutoff_zero)
+        self.frozen_z = z.detach().clone().to(self.atomref.device)
+
+    @torch.jit.ignore
+    def train(self, mode: bool = True) -> "TensorNet":
+        if mode and self.frozen_z.numel() > 0:  # back to training: the inference constants would go stale
+            self.embedding.unfreeze()
+            for layer in self.layers:
+                layer.unfreeze()
+            self.frozen_z = torch.zeros(0, dtype=torch.long, device=self.atomref.device)
+        return super().train(mode)
 
     @torch.jit.ignore
     def set_neighbor_capacity(self, capacity: Optional[int], static: bool = False,
@@ -357,6 +384,14 @@ class TensorNet(nn.Module):
             self.error = message
             return self._failed_output(pos, batch, compute_forces)
         compiled = self.use_compiled_ops and not self.training
+        frozen = compiled and self.frozen_z.numel() > 0
+        if frozen and not torch.equal(z, self.frozen_z):
+            message = ("this model was frozen for inference on other atoms (freeze_for_inference); evaluate the "
+                       "atoms it was frozen for, or use an unfrozen copy of the model.")
+            if not self.defer_errors:
+                raise ValueError(message)
+            self.error = message
+            return self._failed_output(pos, batch, compute_forces)
         index = pair_index(raw_pairs, num_atoms)
         # TensorNet's graph includes a self-loop per atom (distance 0, zero vector); every layer handles it per atom.
         zero = torch.zeros(1, dtype=pos.dtype, device=pos.device)
@@ -365,9 +400,12 @@ class TensorNet(nn.Module):
             # One compiled pass (CPU inference): radial basis, cutoff and edge components of every pair.
             rbf, cutoff, edge, _, _ = torch.ops.openmm_tensornet.pair_geometry(
                 vectors, distances, means, betas, self.cutoff_lower, self.cutoff_upper, self.rbf.rbf_type)
-            rbf_zero, cutoff_zero, _, _, _ = torch.ops.openmm_tensornet.pair_geometry(
-                torch.zeros(1, 3, dtype=pos.dtype, device=pos.device), zero, means, betas, self.cutoff_lower,
-                self.cutoff_upper, self.rbf.rbf_type)
+            if frozen:  # the self-loop terms are inference constants
+                rbf_zero, cutoff_zero = zero, zero
+            else:
+                rbf_zero, cutoff_zero, _, _, _ = torch.ops.openmm_tensornet.pair_geometry(
+                    torch.zeros(1, 3, dtype=pos.dtype, device=pos.device), zero, means, betas, self.cutoff_lower,
+                    self.cutoff_upper, self.rbf.rbf_type)
         else:
             # Padding rows have zero vectors and the cutoff distance: their unit vectors are 0, not 0 / 0.
             unit_vectors = vectors / torch.where(distances > 0, distances, torch.ones_like(distances)).unsqueeze(-1)

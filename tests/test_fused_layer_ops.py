@@ -256,3 +256,26 @@ def test_embedding_gate_op_gradcheck_errors_and_fake_kernel():
     torch.library.opcheck(torch.ops.openmm_tensornet.embedding_gate.default,
                           (sums, loop, nw, nb, eps, w1.detach(), b1, w2, b2, "silu", mix),
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+def test_frozen_inference_constants_equal_the_unfrozen_model_and_refuse_other_atoms():
+    """freeze_for_inference (used by every exported force) precomputes position-independent terms: same energies
+    and forces as without them, other atoms are refused, and train() discards them."""
+    model = small_model(seed=5, num_layers=2, hidden_channels=12)
+    z, pos = random_molecule(14, seed=3)
+    model.requires_grad_(False)
+    plain = model(z, pos, compute_forces=True)
+    model.freeze_for_inference(z)
+    frozen = model(z, pos, compute_forces=True)
+    assert_close(frozen.energy, plain.energy, 1e-13, "energy")
+    assert_close(frozen.forces, plain.forces, 1e-12, "forces")
+    with pytest.raises(ValueError, match="frozen for inference on other atoms"):
+        model(z.flip(0), pos)
+    model.train()
+    assert model.frozen_z.numel() == 0 and model.layers[0].frozen_loop.numel() == 0
+    model.eval()
+    assert_close(model(z.flip(0), pos).energy, small_model(seed=5, num_layers=2, hidden_channels=12)(z.flip(0), pos)
+                 .energy, 1e-12, "energy after unfreezing")
+    model.requires_grad_(True)
+    with pytest.raises(RuntimeError, match="needs frozen weights"):
+        model.freeze_for_inference(z)
