@@ -40,8 +40,17 @@ def _csr_pointer(index: Tensor, num_atoms: int) -> Tensor:
     return torch.cumsum(counts, 0)
 
 
-def pair_index(pairs: Tensor, num_atoms: int) -> PairIndex:
-    """CSR indices of a half list ``pairs [2, P]`` (padding rows ``-1`` are left out). No host synchronisation."""
+def pair_index(pairs: Tensor, num_atoms: int, compiled: bool = True) -> PairIndex:
+    """CSR indices of a half list ``pairs [2, P]`` (padding rows ``-1`` are left out): the compiled ``pair_csr`` op
+    on the CPU, :func:`pair_index_reference` otherwise (no host synchronisation there)."""
+    if compiled and pairs.device.type == "cpu":
+        first_ptr, second_order, second_ptr = torch.ops.openmm_tensornet.pair_csr(pairs, num_atoms)
+        return PairIndex(pairs, first_ptr, second_order, second_ptr)
+    return pair_index_reference(pairs, num_atoms)
+
+
+def pair_index_reference(pairs: Tensor, num_atoms: int) -> PairIndex:
+    """The pure-torch twin of :func:`pair_index`."""
     first, second = pairs[0], pairs[1]
     # Padding sorts last: give it the key num_atoms.
     key = torch.where(second >= 0, second, torch.full_like(second, num_atoms))

@@ -177,8 +177,9 @@ class TensorNet(nn.Module):
         # Labels of the atoms in error messages (e.g. their indices in an OpenMM System); empty = 0, 1, 2, ...
         self.register_buffer("atom_labels", torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("basis_matrix", basis(torch_dtype).reshape(9, 9), persistent=False)
-        # The atoms of freeze_for_inference (empty: not frozen).
+        # The atoms of freeze_for_inference (empty: not frozen) and their energy offsets as one molecule.
         self.register_buffer("frozen_z", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("frozen_offset", torch.zeros(0, dtype=torch_dtype), persistent=False)
 
     @torch.jit.ignore
     def freeze_for_inference(self, z: Tensor) -> None:
@@ -195,6 +196,7 @@ class TensorNet(nn.Module):
         for layer in self.layers:
             layer.freeze(rbf_zero, cutoff_zero)
         self.frozen_z = z.detach().clone().to(self.atomref.device)
+        self.frozen_offset = self.atomref[self.frozen_z] + self.energy_mean / max(int(z.shape[0]), 1)
 
     @torch.jit.ignore
     def train(self, mode: bool = True) -> "TensorNet":
@@ -203,6 +205,7 @@ class TensorNet(nn.Module):
             for layer in self.layers:
                 layer.unfreeze()
             self.frozen_z = torch.zeros(0, dtype=torch.long, device=self.atomref.device)
+            self.frozen_offset = torch.zeros(0, dtype=self.atomref.dtype, device=self.atomref.device)
         return super().train(mode)
 
     @torch.jit.ignore
@@ -392,7 +395,7 @@ class TensorNet(nn.Module):
                 raise ValueError(message)
             self.error = message
             return self._failed_output(pos, batch, compute_forces)
-        index = pair_index(raw_pairs, num_atoms)
+        index = pair_index(raw_pairs, num_atoms, compiled)
         # TensorNet's graph includes a self-loop per atom (distance 0, zero vector); every layer handles it per atom.
         zero = torch.zeros(1, dtype=pos.dtype, device=pos.device)
         means, betas = self.rbf.basis_tensors()
@@ -424,8 +427,11 @@ class TensorNet(nn.Module):
             counts = torch.full((1,), float(num_atoms), dtype=pos.dtype, device=pos.device)
         else:
             counts = scatter_sum(torch.ones_like(total_charge[batch]), batch, num_molecules)
-        atom_energy = self.energy_head(scalars).squeeze(-1) * self.energy_std + self.atomref[z]
-        atom_energy = atom_energy + (self.energy_mean / counts)[batch]
+        if frozen and num_molecules == 1:  # atomref[z] + energy_mean / N is an inference constant
+            atom_energy = self.energy_head(scalars).squeeze(-1) * self.energy_std + self.frozen_offset
+        else:
+            atom_energy = self.energy_head(scalars).squeeze(-1) * self.energy_std + self.atomref[z]
+            atom_energy = atom_energy + (self.energy_mean / counts)[batch]
         if num_molecules == 1:
             energy = atom_energy.sum().unsqueeze(0)
         else:

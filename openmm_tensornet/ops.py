@@ -61,6 +61,7 @@ TENSOR_EMBEDDING_BACKWARD_SCHEMA = (
 )
 
 TENSOR_PRODUCT_SCHEMA = "tensor_product(Tensor left, Tensor right) -> Tensor"
+PAIR_CSR_SCHEMA = "pair_csr(Tensor pairs, int num_atoms) -> (Tensor first_ptr, Tensor second_order, Tensor second_ptr)"
 TENSOR_PRODUCT_BACKWARD_SCHEMA = (
     "tensor_product_backward(Tensor grad, Tensor left, Tensor right) -> (Tensor grad_left, Tensor grad_right)"
 )
@@ -247,6 +248,12 @@ def _register_fallback() -> None:
     def product_fallback(left, right):
         return tensor_product_reference(left, right, basis(left.dtype, left.device).reshape(9, 9))
 
+    def csr_fallback(pairs, num_atoms):
+        from .messages import pair_index_reference
+
+        index = pair_index_reference(pairs, num_atoms)
+        return index.first_ptr, index.second_order, index.second_ptr
+
     def messages_fallback(weights, features, pairs, first_ptr, second_order, second_ptr):
         return tensor_messages_reference(weights, features, pairs)
 
@@ -285,6 +292,8 @@ def _register_fallback() -> None:
     _fallback_library.impl("tensor_messages", messages_fallback, "CompositeImplicitAutograd")
     _fallback_library.define(TENSOR_EMBEDDING_SCHEMA)
     _fallback_library.impl("tensor_embedding", embedding_fallback, "CompositeImplicitAutograd")
+    _fallback_library.define(PAIR_CSR_SCHEMA)
+    _fallback_library.impl("pair_csr", csr_fallback, "CompositeExplicitAutograd")
     _fallback_library.define(TENSOR_PRODUCT_SCHEMA)
     _fallback_library.impl("tensor_product", product_fallback, "CompositeImplicitAutograd")
     _fallback_library.define(TENSOR_INTERACTION_SCHEMA)
@@ -324,6 +333,11 @@ def _register_fakes() -> None:
     def _(grad, edge_sum, radial, edge, receiver_term, sender_term, pairs, first_ptr, second_order, second_ptr):
         return (radial.new_empty(radial.shape), edge.new_empty(edge.shape), receiver_term.new_empty(receiver_term.shape),
                 sender_term.new_empty(sender_term.shape))
+
+    @torch.library.register_fake("openmm_tensornet::pair_csr")
+    def _(pairs, num_atoms):
+        return (pairs.new_empty((num_atoms + 1,)), pairs.new_empty((pairs.shape[1],)),
+                pairs.new_empty((num_atoms + 1,)))
 
     @torch.library.register_fake("openmm_tensornet::tensor_product")
     def _(left, right):

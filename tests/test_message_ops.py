@@ -356,3 +356,21 @@ def test_model_on_cuda_equals_cpu_with_and_without_static_shapes():
         out = gpu(z.cuda(), pos.cuda(), compute_forces=True)
         assert_close(out.energy.cpu(), expected.energy.detach(), 1e-10, "energy")
         assert_close(out.forces.cpu(), expected.forces.detach(), 1e-9, "forces")
+
+
+@compiled
+@pytest.mark.parametrize("num_atoms, capacity", [(40, None), (40, 900), (1, None), (0, None), (300, None), (2, 4)])
+def test_pair_csr_op_equals_the_twin(num_atoms, capacity):
+    from openmm_tensornet.messages import pair_index_reference
+
+    raw = half_list(num_atoms, 9, capacity)[1].indices
+    shuffled = raw[:, torch.randperm(raw.shape[1], generator=torch.Generator().manual_seed(0))]
+    for pairs in (raw, shuffled):
+        fast = pair_index(pairs, num_atoms)
+        twin = pair_index_reference(pairs, num_atoms)
+        for name in ("first_ptr", "second_order", "second_ptr"):
+            assert torch.equal(getattr(fast, name), getattr(twin, name)), name
+    with pytest.raises(RuntimeError, match="indexes beyond num_atoms"):
+        torch.ops.openmm_tensornet.pair_csr(torch.tensor([[0], [5]]), 3)
+    torch.library.opcheck(torch.ops.openmm_tensornet.pair_csr.default, (raw, num_atoms),
+                          test_utils=("test_schema", "test_faketensor"))

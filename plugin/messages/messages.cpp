@@ -27,6 +27,9 @@
 // edge_sum is returned for the backward pass (not differentiable).
 //
 //
+// pair_csr(pairs [2, P], num_atoms) -> (first_ptr [N + 1], second_order [P], second_ptr [N + 1]): the CSR indices
+// above for a half list (CPU; openmm_tensornet.messages.pair_index is the twin and serves other devices).
+//
 // tensor_product(left [N, 9, F], right [N, 9, F]) -> [N, 9, F]: the components of the channel-wise matrix product
 // left . right. Gradients: dleft = G . right^T, dright = left^T . G (in matrix form).
 //
@@ -265,6 +268,7 @@ TORCH_LIBRARY_FRAGMENT(openmm_tensornet, m) {
           "Tensor receiver_term, Tensor sender_term, Tensor pairs, Tensor first_ptr, Tensor second_order, "
           "Tensor second_ptr) -> (Tensor grad_radial, Tensor grad_edge, Tensor grad_receiver_term, "
           "Tensor grad_sender_term)");
+    m.def("pair_csr(Tensor pairs, int num_atoms) -> (Tensor first_ptr, Tensor second_order, Tensor second_ptr)");
     m.def("tensor_product(Tensor left, Tensor right) -> Tensor");
     m.def("tensor_product_backward(Tensor grad, Tensor left, Tensor right) -> (Tensor grad_left, Tensor grad_right)");
 }

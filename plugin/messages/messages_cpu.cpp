@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <vector>
+
 #include "messages.h"
 #include "tensor_algebra.h"
 
@@ -310,7 +312,38 @@ std::tuple<at::Tensor, at::Tensor> tensor_product_backward_cpu(const at::Tensor&
 
 }  // namespace
 
+// CSR indices of a half list (see messages.cpp): counting sorts, so second_order is stable like the twin's argsort.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> pair_csr_cpu(const at::Tensor& pairs_in, int64_t num_atoms) {
+    TORCH_CHECK(pairs_in.dim() == 2 && pairs_in.size(0) == 2 && pairs_in.scalar_type() == at::kLong,
+                "pair_csr: pairs must be int64 with shape [2, P]; got ", pairs_in.sizes(), " ", pairs_in.scalar_type());
+    TORCH_CHECK(num_atoms >= 0, "pair_csr: num_atoms must be >= 0; got ", num_atoms);
+    const auto pairs = pairs_in.contiguous();
+    const int64_t p = pairs.size(1), n = num_atoms;
+    auto options = pairs.options();
+    auto first_ptr = at::zeros({n + 1}, options), second_ptr = at::zeros({n + 1}, options);
+    auto second_order = at::empty({p}, options);
+    const int64_t* first = pairs.data_ptr<int64_t>();
+    const int64_t* second = first + p;
+    int64_t *fp = first_ptr.data_ptr<int64_t>(), *sp = second_ptr.data_ptr<int64_t>(),
+            *order = second_order.data_ptr<int64_t>();
+    for (int64_t q = 0; q < p; ++q) {
+        TORCH_CHECK(first[q] < n && second[q] < n, "pair_csr: pair ", q, " = (", first[q], ", ", second[q],
+                    ") indexes beyond num_atoms = ", n);
+        if (first[q] >= 0) ++fp[first[q] + 1];
+        if (second[q] >= 0) ++sp[second[q] + 1];
+    }
+    for (int64_t i = 0; i < n; ++i) {
+        fp[i + 1] += fp[i];
+        sp[i + 1] += sp[i];
+    }
+    std::vector<int64_t> next(sp, sp + n);
+    int64_t padding = sp[n];
+    for (int64_t q = 0; q < p; ++q) order[second[q] >= 0 ? next[second[q]]++ : padding++] = q;
+    return {first_ptr, second_order, second_ptr};
+}
+
 TORCH_LIBRARY_IMPL(openmm_tensornet, CPU, m) {
+    m.impl("pair_csr", &pair_csr_cpu);
     m.impl("tensor_product", &tensor_product_cpu);
     m.impl("tensor_product_backward", &tensor_product_backward_cpu);
     m.impl("tensor_messages", &tensor_messages_cpu);
