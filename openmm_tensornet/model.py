@@ -7,15 +7,14 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .activations import make_activation
 from .choices import Activation, EnergyUnit, EquivarianceGroup, LengthUnit, RBFType, dtype_name, parse_choice, parse_dtype
 from .embedding import TensorEmbedding, scatter_sum
-from .heads import MLP, DipoleHead, PolarizabilityHead
+from .heads import MLP, DipoleHead, PolarizabilityHead, invariant_readout_reference
 from .interaction import Interaction
 from .neighbors import box_problem, neighbor_pairs, nonfinite_positions_problem
 from .messages import pair_index
 from .radial import CosineCutoff, make_rbf
-from .tensors import basis, edge_components, invariant_norms, skew_vector, symmetric_matrix
+from .tensors import basis, edge_components, skew_vector, symmetric_matrix
 
 
 class TensorNetOutput(NamedTuple):
@@ -163,7 +162,7 @@ class TensorNet(nn.Module):
         )
         self.readout_norm = nn.LayerNorm(3 * f, dtype=torch_dtype)
         self.readout_linear = nn.Linear(3 * f, f, dtype=torch_dtype)
-        self.readout_act = make_activation(activation)
+        self.activation = activation  # a name of choices.Activation
         self.energy_head = MLP(f, f // 2, 1, activation, energy_head_hidden_layers, torch_dtype)
         self.dipole = DipoleHead(f, activation, torch_dtype) if dipole_head else None
         self.polarizability = PolarizabilityHead(f, activation, torch_dtype) if polarizability_head else None
@@ -422,7 +421,13 @@ class TensorNet(nn.Module):
         for layer in self.layers:
             features = layer(features, pairs, index, cutoff, rbf, rbf_zero, cutoff_zero, charge_factor, compiled)
 
-        scalars = self.readout_act(self.readout_linear(self.readout_norm(invariant_norms(features))))
+        norm, linear, eps = self.readout_norm, self.readout_linear, self.readout_norm.eps
+        if compiled and not linear.weight.requires_grad:
+            scalars = torch.ops.openmm_tensornet.invariant_readout(features, norm.weight, norm.bias, eps,
+                                                                   linear.weight, linear.bias, self.activation)
+        else:
+            scalars = invariant_readout_reference(features, norm.weight, norm.bias, eps, linear.weight, linear.bias,
+                                                  self.activation)
         if num_molecules == 1:  # the common case in MD; plain sums (torch.compile's CPU scatter can fail here)
             counts = torch.full((1,), float(num_atoms), dtype=pos.dtype, device=pos.device)
         else:

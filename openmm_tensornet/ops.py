@@ -88,10 +88,16 @@ EMBEDDING_GATE_SCHEMA = (
     "Tensor bias1, Tensor weight2, Tensor bias2, str activation, Tensor mix) -> Tensor"
 )
 
+# Must equal the schema in plugin/readout/readout.cpp.
+INVARIANT_READOUT_SCHEMA = (
+    "invariant_readout(Tensor features, Tensor norm_weight, Tensor norm_bias, float eps, Tensor weight, "
+    "Tensor bias, str activation) -> Tensor"
+)
+
 CPU_SOURCES = ("neighbors/neighbors.cpp", "neighbors/neighbors_cpu.cpp", "common/checks.cpp", "common/cell_grid.cpp",
                "messages/messages.cpp", "messages/messages_cpu.cpp", "radial/radial.cpp",
                "interaction/interaction.cpp", "interaction/interaction_cpu.cpp", "geometry/geometry.cpp",
-               "embedding/embedding.cpp")
+               "embedding/embedding.cpp", "readout/readout.cpp")
 CUDA_SOURCES = ("neighbors/neighbors_cuda.cu", "messages/messages_cuda.cu")
 HEADERS = ("common/pair_search.h", "common/checks.h", "common/cell_grid.h", "messages/messages.h",
            "messages/tensor_algebra.h", "interaction/interaction.h", "common/activations.h", "common/parts.h")
@@ -238,6 +244,7 @@ def _register_fallback() -> None:
     global _fallback_library
     from .messages import tensor_embedding_sums, tensor_messages_reference, tensor_product_reference
     from .embedding import embedding_gate_reference
+    from .heads import invariant_readout_reference
     from .radial import radial_mlp_reference
     from .tensors import basis
     from .neighbors import neighbor_search_reference
@@ -302,6 +309,8 @@ def _register_fallback() -> None:
     _fallback_library.impl("pair_geometry", geometry_fallback, "CompositeImplicitAutograd")
     _fallback_library.define(EMBEDDING_GATE_SCHEMA)
     _fallback_library.impl("embedding_gate", embedding_gate_reference, "CompositeImplicitAutograd")
+    _fallback_library.define(INVARIANT_READOUT_SCHEMA)
+    _fallback_library.impl("invariant_readout", invariant_readout_reference, "CompositeImplicitAutograd")
     _fallback_library.define(RADIAL_MLP_SCHEMA)
     _fallback_library.impl("radial_mlp", radial_mlp_reference, "CompositeImplicitAutograd")
 
@@ -391,6 +400,20 @@ def _register_fakes() -> None:
     @torch.library.register_fake("openmm_tensornet::embedding_gate_backward")
     def _(grad, saved, norm_weight, norm_bias, weight1, weight2, activation):
         return grad.new_empty(grad.shape)
+
+    @torch.library.register_fake("openmm_tensornet::invariant_readout")
+    def _(features, norm_weight, norm_bias, eps, weight, bias, activation):
+        return features.new_empty((features.shape[0], weight.shape[0]))
+
+    @torch.library.register_fake("openmm_tensornet::invariant_readout_forward")
+    def _(features, norm_weight, norm_bias, eps, weight, bias, activation):
+        n, width = features.shape[0], 3 * features.shape[2]
+        return [features.new_empty((n, weight.shape[0])), features.new_empty((n, width)), features.new_empty((n, 1)),
+                features.new_empty((n, 1)), features.new_empty((n, weight.shape[0]))]
+
+    @torch.library.register_fake("openmm_tensornet::invariant_readout_backward")
+    def _(grad, saved, features, norm_weight, norm_bias, weight, activation):
+        return features.new_empty(features.shape)
 
     @torch.library.register_fake("openmm_tensornet::radial_mlp")
     def _(rbf, cutoff, weights, biases, activation):

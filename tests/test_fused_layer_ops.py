@@ -279,3 +279,42 @@ def test_frozen_inference_constants_equal_the_unfrozen_model_and_refuse_other_at
     model.requires_grad_(True)
     with pytest.raises(RuntimeError, match="needs frozen weights"):
         model.freeze_for_inference(z)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("activation", ["silu", "tanh", "ssp"])
+@pytest.mark.parametrize("num_atoms", [25, 1, 0])
+def test_invariant_readout_op_matches_the_twin(dtype, activation, num_atoms):
+    from openmm_tensornet.heads import invariant_readout_reference
+
+    generator = torch.Generator().manual_seed(6)
+    f = 7
+    features = torch.randn(num_atoms, 9, f, generator=generator, dtype=dtype)
+    arguments = (1.0 + 0.2 * torch.randn(3 * f, generator=generator, dtype=dtype),
+                 0.2 * torch.randn(3 * f, generator=generator, dtype=dtype), 1e-5,
+                 torch.randn(5, 3 * f, generator=generator, dtype=dtype) * 0.3,
+                 torch.randn(5, generator=generator, dtype=dtype) * 0.2, activation)
+    results = []
+    for function in (torch.ops.openmm_tensornet.invariant_readout, invariant_readout_reference):
+        x = features.clone().requires_grad_(True)
+        out = function(x, *arguments)
+        (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)).sum().backward()
+        results.append((out.detach(), x.grad))
+    assert results[0][0].shape == (num_atoms, 5) and results[0][1].shape == features.shape
+    if num_atoms:
+        tol = TOLERANCES[dtype]["tensor"]
+        assert_close(results[0][0], results[1][0], tol, "scalars")
+        assert_close(results[0][1], results[1][1], tol, "gradient")
+
+
+def test_invariant_readout_op_gradcheck_errors_and_fake_kernel():
+    generator = torch.Generator().manual_seed(2)
+    features = torch.randn(4, 9, 3, generator=generator, dtype=torch.float64)
+    weights = (torch.rand(9, dtype=torch.float64) + 0.5, torch.rand(9, dtype=torch.float64), 1e-5,
+               torch.randn(2, 9, generator=generator, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
+    assert torch.autograd.gradcheck(lambda x: torch.ops.openmm_tensornet.invariant_readout(x, *weights, "silu"),
+                                    (features.clone().requires_grad_(),))
+    with pytest.raises(RuntimeError, match=r"weight must have shape \[F_out, 3F\] = \[F_out, 9\]"):
+        torch.ops.openmm_tensornet.invariant_readout(features, *weights[:3], weights[3][:, :4], weights[4], "silu")
+    torch.library.opcheck(torch.ops.openmm_tensornet.invariant_readout.default, (features, *weights, "silu"),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
