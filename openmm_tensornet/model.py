@@ -225,19 +225,21 @@ class TensorNet(nn.Module):
         labels = torch.as_tensor([] if atom_labels is None else list(atom_labels), dtype=torch.long)
         self.atom_labels = labels.to(self.atomref.device)
 
-    def _pairs(self, pos: Tensor, box: Optional[Tensor], batch: Tensor
+    def _pairs(self, pos: Tensor, box: Optional[Tensor], batch: Tensor, fused: bool
                ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Optional[Tensor]]:
         """Half-list pairs (each unordered pair once): raw indices (padding -1), safe indices (padding 0), vectors,
         distances (padding: the cutoff, where every radial weight is exactly zero) and, for static shapes on CUDA,
-        the overflow flag. ``neighbor_capacity`` counts ordered pairs, i.e. twice the half list."""
+        the overflow flag. ``neighbor_capacity`` counts ordered pairs, i.e. twice the half list. ``fused``: vectors
+        and distances from the compiled op (inference)."""
         capacity = self.neighbor_capacity
         if capacity < 0:
             pairs = neighbor_pairs(pos, self.cutoff_upper, box, batch, half=True,
-                                   check_inputs=self.check_inputs and not self.defer_errors)
+                                   check_inputs=self.check_inputs and not self.defer_errors, fused=fused)
             return pairs.indices, pairs.indices, pairs.vectors, pairs.distances, None
         half_capacity = capacity // 2
         pairs = neighbor_pairs(pos, self.cutoff_upper, box, batch, max_pairs=half_capacity, half=True,
-                               check_inputs=self.check_inputs and not self.defer_errors, check_overflow=False)
+                               check_inputs=self.check_inputs and not self.defer_errors, check_overflow=False,
+                               fused=fused)
         overflow: Optional[Tensor] = None
         if self.static_neighbors and pos.is_cuda:
             overflow = pairs.num_pairs > half_capacity
@@ -374,7 +376,8 @@ class TensorNet(nn.Module):
         if compute_forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
 
-        raw_pairs, pairs, vectors, distances, overflow = self._pairs(pos, box, batch)
+        raw_pairs, pairs, vectors, distances, overflow = self._pairs(
+            pos, box, batch, self.use_compiled_ops and not self.training)
         if self.error != "":
             return self._failed_output(pos, batch, compute_forces)
         if (self.check_inputs or self.defer_errors) and bool((distances == 0).any()):

@@ -182,7 +182,7 @@ def neighbor_search_reference(
 
 
 def _assemble(positions: Tensor, indices: Tensor, shifts: Tensor, num_pairs: Tensor, box: Optional[Tensor],
-              max_pairs: Optional[int], check_overflow: bool) -> NeighborPairs:
+              max_pairs: Optional[int], check_overflow: bool, fused: bool = False) -> NeighborPairs:
     if check_overflow and max_pairs is not None:
         found = int(num_pairs)
         if found > max_pairs:
@@ -191,6 +191,11 @@ def _assemble(positions: Tensor, indices: Tensor, shifts: Tensor, num_pairs: Ten
                 + str(max_pairs) + "; no pair was dropped silently, the call failed instead. Increase max_pairs "
                 + "(at least " + str(found) + ", better with a margin for density fluctuations) or pass None."
             )
+    box_grad = box is not None and box.requires_grad
+    if fused and positions.device.type == "cpu" and not box_grad:
+        # One compiled pass (vectors and distances, analytic backward to positions); the twin below otherwise.
+        vectors, distances = torch.ops.openmm_tensornet.pair_vectors(positions, indices, shifts, box)
+        return NeighborPairs(indices, vectors, distances, num_pairs)
     vectors = vectors_from_shifts(positions, indices, shifts, box, padded=max_pairs is not None)
     return NeighborPairs(indices, vectors, torch.linalg.vector_norm(vectors, dim=-1), num_pairs)
 
@@ -224,6 +229,7 @@ def neighbor_pairs(
     algorithm: str = "auto",
     check_inputs: bool = True,
     check_overflow: bool = True,
+    fused: bool = False,
 ) -> NeighborPairs:
     """Pairs closer than ``cutoff`` under the minimum-image convention, from the compiled op (TorchScript-able).
 
@@ -250,6 +256,9 @@ def neighbor_pairs(
     check_overflow : bool
         Raise ``RuntimeError`` when more than ``max_pairs`` pairs exist. Turning it off (for CUDA graphs) leaves the
         check to the caller through ``num_pairs``.
+    fused : bool
+        On the CPU, compute vectors and distances in one compiled pass (``pair_vectors``): faster, but first
+        derivatives only, with respect to positions only (when the box requires gradients the plain path is used).
 
     Returns
     -------
@@ -270,4 +279,4 @@ def neighbor_pairs(
     indices, shifts, num_pairs = torch.ops.openmm_tensornet.neighbor_pairs(
         positions.detach(), detached_box, batch, cutoff, capacity, half, algorithm
     )
-    return _assemble(positions, indices, shifts, num_pairs, box, max_pairs, check_overflow)
+    return _assemble(positions, indices, shifts, num_pairs, box, max_pairs, check_overflow, fused)

@@ -94,6 +94,10 @@ INVARIANT_READOUT_SCHEMA = (
     "Tensor bias, str activation) -> Tensor"
 )
 
+PAIR_VECTORS_SCHEMA = (
+    "pair_vectors(Tensor positions, Tensor indices, Tensor shifts, Tensor? box) -> (Tensor vectors, Tensor distances)"
+)
+
 CPU_SOURCES = ("neighbors/neighbors.cpp", "neighbors/neighbors_cpu.cpp", "common/checks.cpp", "common/cell_grid.cpp",
                "messages/messages.cpp", "messages/messages_cpu.cpp", "radial/radial.cpp",
                "interaction/interaction.cpp", "interaction/interaction_cpu.cpp", "geometry/geometry.cpp",
@@ -255,6 +259,12 @@ def _register_fallback() -> None:
     def product_fallback(left, right):
         return tensor_product_reference(left, right, basis(left.dtype, left.device).reshape(9, 9))
 
+    def vectors_fallback(positions, indices, shifts, box):
+        from .neighbors import vectors_from_shifts
+
+        vectors = vectors_from_shifts(positions, indices, shifts, box)
+        return vectors, torch.linalg.vector_norm(vectors, dim=-1)
+
     def csr_fallback(pairs, num_atoms):
         from .messages import pair_index_reference
 
@@ -311,6 +321,8 @@ def _register_fallback() -> None:
     _fallback_library.impl("embedding_gate", embedding_gate_reference, "CompositeImplicitAutograd")
     _fallback_library.define(INVARIANT_READOUT_SCHEMA)
     _fallback_library.impl("invariant_readout", invariant_readout_reference, "CompositeImplicitAutograd")
+    _fallback_library.define(PAIR_VECTORS_SCHEMA)
+    _fallback_library.impl("pair_vectors", vectors_fallback, "CompositeImplicitAutograd")
     _fallback_library.define(RADIAL_MLP_SCHEMA)
     _fallback_library.impl("radial_mlp", radial_mlp_reference, "CompositeImplicitAutograd")
 
@@ -414,6 +426,15 @@ def _register_fakes() -> None:
     @torch.library.register_fake("openmm_tensornet::invariant_readout_backward")
     def _(grad, saved, features, norm_weight, norm_bias, weight, activation):
         return features.new_empty(features.shape)
+
+    @torch.library.register_fake("openmm_tensornet::pair_vectors")
+    def _(positions, indices, shifts, box):
+        count = indices.shape[1]
+        return positions.new_empty((count, 3)), positions.new_empty((count,))
+
+    @torch.library.register_fake("openmm_tensornet::pair_vectors_backward")
+    def _(grad_vectors, grad_distances, vectors, distances, indices, num_atoms):
+        return vectors.new_empty((num_atoms, 3))
 
     @torch.library.register_fake("openmm_tensornet::radial_mlp")
     def _(rbf, cutoff, weights, biases, activation):

@@ -318,3 +318,40 @@ def test_invariant_readout_op_gradcheck_errors_and_fake_kernel():
         torch.ops.openmm_tensornet.invariant_readout(features, *weights[:3], weights[3][:, :4], weights[4], "silu")
     torch.library.opcheck(torch.ops.openmm_tensornet.invariant_readout.default, (features, *weights, "silu"),
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("periodic", [False, True])
+def test_pair_vectors_op_matches_the_twin(dtype, periodic):
+    """Vectors and distances of a padded periodic list (neighbor_pairs uses the op on the CPU) against
+    vectors_from_shifts and the norm, with position gradients; the box must not need gradients."""
+    from openmm_tensornet.neighbors import neighbor_search_reference, vectors_from_shifts
+
+    generator = torch.Generator().manual_seed(8)
+    positions = torch.rand(30, 3, generator=generator, dtype=dtype) * 9.0
+    box = torch.tensor([[9.0, 0, 0], [1.0, 9.0, 0], [-2.0, 1.5, 9.0]], dtype=dtype) if periodic else None
+    indices, shifts, _ = neighbor_search_reference(positions, 4.0, box, None, 600, True)
+    assert bool((indices[0] < 0).any())  # padding rows included
+    results = []
+    for use_op in (True, False):
+        x = positions.clone().requires_grad_(True)
+        if use_op:
+            vectors, distances = torch.ops.openmm_tensornet.pair_vectors(x, indices, shifts, box)
+        else:
+            vectors = vectors_from_shifts(x, indices, shifts, box)
+            distances = torch.linalg.vector_norm(vectors, dim=-1)
+        weights = torch.randn(vectors.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+        ((vectors * weights).sum() + distances.square().sum() + distances.sum()).backward()
+        results.append((vectors.detach(), distances.detach(), x.grad))
+    tol = TOLERANCES[dtype]["tensor"]
+    for actual, expected, what in zip(results[0], results[1], ("vectors", "distances", "gradient")):
+        assert_close(actual, expected, tol, what)
+    if periodic:
+        with pytest.raises(RuntimeError, match="box requires gradients"):
+            torch.ops.openmm_tensornet.pair_vectors(positions, indices, shifts, box.clone().requires_grad_(True))
+    x64 = positions[:8].double().requires_grad_(True)
+    small = neighbor_search_reference(x64.detach(), 4.0, None, None, 40, True)
+    assert torch.autograd.gradcheck(lambda x: torch.ops.openmm_tensornet.pair_vectors(x, small[0], small[1], None),
+                                    (x64,))
+    torch.library.opcheck(torch.ops.openmm_tensornet.pair_vectors.default, (positions, indices, shifts, box),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))

@@ -280,6 +280,132 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pair_geom
     return {o[0], o[1], o[2], o[3], o[4]};
 }
 
+
+// pair_vectors(positions [N, 3], indices [2, P], shifts [P, 3] int32, box [3, 3]?) -> (vectors [P, 3], distances [P])
+//
+// vectors = positions[i] - positions[j] - shifts @ box for every pair (i, j) of ``indices``; padding rows (index -1)
+// give a zero vector and distance. The same as openmm_tensornet.neighbors.vectors_from_shifts and the norm (the
+// twins); first derivatives with respect to positions only (the box must not require gradients).
+std::tuple<at::Tensor, at::Tensor> pair_vectors_cpu(const at::Tensor& positions_in, const at::Tensor& indices_in,
+                                                    const at::Tensor& shifts_in,
+                                                    const std::optional<at::Tensor>& box_in) {
+    TORCH_CHECK(positions_in.dim() == 2 && positions_in.size(1) == 3,
+                "pair_vectors: positions must have shape [N, 3]; got ", positions_in.sizes());
+    TORCH_CHECK(indices_in.dim() == 2 && indices_in.size(0) == 2 && indices_in.scalar_type() == at::kLong,
+                "pair_vectors: indices must be int64 with shape [2, P]; got ", indices_in.sizes());
+    const int64_t n = positions_in.size(0), p = indices_in.size(1);
+    TORCH_CHECK(shifts_in.dim() == 2 && shifts_in.size(0) == p && shifts_in.size(1) == 3,
+                "pair_vectors: shifts must have shape [P, 3] = [", p, ", 3]; got ", shifts_in.sizes());
+    const bool periodic = box_in.has_value() && box_in->defined();
+    if (periodic)
+        TORCH_CHECK(box_in->sizes() == at::IntArrayRef({3, 3}) && box_in->scalar_type() == positions_in.scalar_type(),
+                    "pair_vectors: box must be [3, 3] with the dtype of positions");
+    const auto positions = positions_in.contiguous(), indices = indices_in.contiguous();
+    const auto shifts = shifts_in.to(at::kInt).contiguous();
+    const auto box = periodic ? box_in->contiguous() : at::Tensor();
+    auto vectors = at::empty({p, 3}, positions.options());
+    auto distances = at::empty({p}, positions.options());
+    AT_DISPATCH_FLOATING_TYPES(positions.scalar_type(), "pair_vectors_cpu", [&] {
+        const scalar_t* x = positions.data_ptr<scalar_t>();
+        const scalar_t* b = periodic ? box.data_ptr<scalar_t>() : nullptr;
+        const int64_t* first = indices.data_ptr<int64_t>();
+        const int64_t* second = first + p;
+        const int32_t* s = shifts.data_ptr<int32_t>();
+        scalar_t *v = vectors.data_ptr<scalar_t>(), *d = distances.data_ptr<scalar_t>();
+        at::parallel_for(0, p, 1024, [&](int64_t begin, int64_t end) {
+            for (int64_t q = begin; q < end; ++q) {
+                const int64_t i = first[q], j = second[q];
+                if (i < 0 || j < 0) {
+                    v[3 * q] = v[3 * q + 1] = v[3 * q + 2] = d[q] = 0;
+                    continue;
+                }
+                TORCH_CHECK(i < n && j < n, "pair_vectors: pair ", q, " indexes beyond the ", n, " atoms");
+                scalar_t sum = 0;
+                for (int a = 0; a < 3; ++a) {
+                    scalar_t value = x[3 * i + a] - x[3 * j + a];
+                    if (b) value -= s[3 * q] * b[a] + s[3 * q + 1] * b[3 + a] + s[3 * q + 2] * b[6 + a];
+                    v[3 * q + a] = value;
+                    sum += value * value;
+                }
+                d[q] = std::sqrt(sum);
+            }
+        });
+    });
+    return {vectors, distances};
+}
+
+// d/dpositions: every pair adds g = grad_vector + grad_distance * v / d to atom i and subtracts it from atom j.
+at::Tensor pair_vectors_backward_cpu(const std::optional<at::Tensor>& grad_vectors_in,
+                                     const std::optional<at::Tensor>& grad_distances_in, const at::Tensor& vectors_in,
+                                     const at::Tensor& distances_in, const at::Tensor& indices_in, int64_t num_atoms) {
+    const auto vectors = vectors_in.contiguous(), distances = distances_in.contiguous();
+    const auto indices = indices_in.contiguous();
+    const bool has_v = grad_vectors_in.has_value() && grad_vectors_in->defined();
+    const bool has_d = grad_distances_in.has_value() && grad_distances_in->defined();
+    const auto grad_vectors = has_v ? grad_vectors_in->contiguous() : at::Tensor();
+    const auto grad_distances = has_d ? grad_distances_in->contiguous() : at::Tensor();
+    const int64_t p = indices.size(1);
+    auto grad = at::zeros({num_atoms, 3}, vectors.options());
+    AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "pair_vectors_backward_cpu", [&] {
+        const scalar_t *v = vectors.data_ptr<scalar_t>(), *d = distances.data_ptr<scalar_t>();
+        const scalar_t* gv = has_v ? grad_vectors.data_ptr<scalar_t>() : nullptr;
+        const scalar_t* gd = has_d ? grad_distances.data_ptr<scalar_t>() : nullptr;
+        const int64_t* first = indices.data_ptr<int64_t>();
+        const int64_t* second = first + p;
+        scalar_t* g = grad.data_ptr<scalar_t>();
+        for (int64_t q = 0; q < p; ++q) {  // serial: pairs share atoms
+            const int64_t i = first[q], j = second[q];
+            if (i < 0 || j < 0) continue;
+            const scalar_t radial = (gd && d[q] > 0) ? gd[q] / d[q] : scalar_t(0);
+            for (int a = 0; a < 3; ++a) {
+                const scalar_t value = (gv ? gv[3 * q + a] : scalar_t(0)) + radial * v[3 * q + a];
+                g[3 * i + a] += value;
+                g[3 * j + a] -= value;
+            }
+        }
+    });
+    return grad;
+}
+
+class PairVectors : public torch::autograd::Function<PairVectors> {
+   public:
+    static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& positions,
+                                                  const at::Tensor& indices, const at::Tensor& shifts,
+                                                  const std::optional<at::Tensor>& box) {
+        at::AutoDispatchBelowADInplaceOrView guard;
+        TORCH_CHECK(!(box.has_value() && box->defined() && box->requires_grad()),
+                    "pair_vectors: the box requires gradients, which this op does not provide; use "
+                    "openmm_tensornet.neighbors.vectors_from_shifts");
+        static auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("openmm_tensornet::pair_vectors", "")
+                             .typed<decltype(pair_vectors_cpu)>();
+        auto [vectors, distances] = op.call(positions, indices, shifts, box);
+        ctx->save_for_backward({vectors, distances, indices});
+        ctx->saved_data["num_atoms"] = positions.size(0);
+        return {vectors, distances};
+    }
+
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                   torch::autograd::variable_list grads) {
+        TORCH_CHECK(!at::GradMode::is_enabled(),
+                    "pair_vectors: the compiled op has no second derivative (create_graph=True). Train with "
+                    "model.train(), which uses the pure-torch path, or evaluate forces without create_graph.");
+        const auto s = ctx->get_saved_variables();
+        static auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("openmm_tensornet::pair_vectors_backward", "")
+                             .typed<decltype(pair_vectors_backward_cpu)>();
+        at::Tensor grad = op.call(grads[0], grads[1], s[0], s[1], s[2], ctx->saved_data["num_atoms"].toInt());
+        return {grad, at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+};
+
+std::tuple<at::Tensor, at::Tensor> pair_vectors_autograd(const at::Tensor& positions, const at::Tensor& indices,
+                                                         const at::Tensor& shifts,
+                                                         const std::optional<at::Tensor>& box) {
+    auto outputs = PairVectors::apply(positions, indices, shifts, box);
+    return {outputs[0], outputs[1]};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(openmm_tensornet, m) {
@@ -287,13 +413,22 @@ TORCH_LIBRARY_FRAGMENT(openmm_tensornet, m) {
           "str rbf_type) -> (Tensor rbf, Tensor cutoff, Tensor edge, Tensor rbf_slope, Tensor cutoff_slope)");
     m.def("pair_geometry_backward(Tensor? grad_rbf, Tensor? grad_cutoff, Tensor? grad_edge, Tensor vectors, "
           "Tensor distances, Tensor rbf_slope, Tensor cutoff_slope) -> (Tensor grad_vectors, Tensor grad_distances)");
+    m.def("pair_vectors(Tensor positions, Tensor indices, Tensor shifts, Tensor? box) "
+          "-> (Tensor vectors, Tensor distances)");
+    m.def("pair_vectors_backward(Tensor? grad_vectors, Tensor? grad_distances, Tensor vectors, Tensor distances, "
+          "Tensor indices, int num_atoms) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(openmm_tensornet, CPU, m) {
     m.impl("pair_geometry", &pair_geometry_cpu);
     m.impl("pair_geometry_backward", &pair_geometry_backward_cpu);
+    m.impl("pair_vectors", &pair_vectors_cpu);
+    m.impl("pair_vectors_backward", &pair_vectors_backward_cpu);
 }
 
-TORCH_LIBRARY_IMPL(openmm_tensornet, Autograd, m) { m.impl("pair_geometry", &pair_geometry_autograd); }
+TORCH_LIBRARY_IMPL(openmm_tensornet, Autograd, m) {
+    m.impl("pair_geometry", &pair_geometry_autograd);
+    m.impl("pair_vectors", &pair_vectors_autograd);
+}
 
 }  // namespace openmm_tensornet
