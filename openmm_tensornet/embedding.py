@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from .activations import apply_activation
 from .messages import PairIndex, tensor_embedding, tensor_embedding_reference
 from .radial import radial_mlp_reference
-from .tensors import expand_parts, mix_parts, squared_norm
+from .tensors import expand_parts, mix_parts, part_rows, squared_norm
 
 
 def scatter_sum(values: Tensor, index: Tensor, num_atoms: int) -> Tensor:
@@ -83,7 +83,7 @@ class TensorEmbedding(nn.Module):
             receiver_term, sender_term = self.pair_terms(z)
             self.frozen_receiver, self.frozen_sender = receiver_term.clone(), sender_term.clone()
             self.frozen_loop = self.loop_term(receiver_term, sender_term, rbf_zero, cutoff_zero).clone()
-            self.frozen_mix = self.mix_weights().clone()
+            self.frozen_mix = part_rows(self.mix_weights()).contiguous()  # per component, [9, F, F]
 
     @torch.jit.ignore
     def unfreeze(self) -> None:

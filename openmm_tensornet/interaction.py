@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .messages import PairIndex, tensor_messages, tensor_messages_reference, tensor_product, tensor_product_reference
 from .radial import radial_mlp_reference
-from .tensors import basis, expand_parts, mix_parts, squared_norm
+from .tensors import basis, expand_parts, mix_parts, part_rows, squared_norm
 
 
 class Interaction(nn.Module):
@@ -51,9 +51,10 @@ class Interaction(nn.Module):
     def freeze(self, rbf_zero: Tensor, cutoff_zero: Tensor) -> None:
         """Store the inference constants (frozen weights only; cleared by ``unfreeze``)."""
         with torch.no_grad():
-            self.frozen_loop = self.radial_weights(rbf_zero, cutoff_zero, False)[0].clone()
-            self.frozen_mix_in = torch.stack([linear.weight for linear in self.mix_in]).clone()
-            self.frozen_mix_out = torch.stack([linear.weight for linear in self.mix_out]).clone()
+            loop = self.radial_weights(rbf_zero, cutoff_zero, False)  # [1, 3, F]
+            self.frozen_loop = expand_parts(loop)[0].contiguous()  # per component, [9, F]
+            self.frozen_mix_in = part_rows(torch.stack([linear.weight for linear in self.mix_in])).contiguous()
+            self.frozen_mix_out = part_rows(torch.stack([linear.weight for linear in self.mix_out])).contiguous()
 
     @torch.jit.ignore
     def unfreeze(self) -> None:
@@ -105,8 +106,10 @@ def interaction_reference(
 
     ``features [N, 9, F]``, ``radial [P, 3, F]`` pair weights (padding rows zero), ``loop [3, F]`` the self-loop's
     weights, ``charge_factor [N]`` ``1 + 0.1 q``, ``mix_in`` and ``mix_out`` ``[3, F, F]`` the I, A, S mixing
-    matrices, ``pairs [2, P]`` the half list (padding rows index 0) and ``index`` its raw form with CSR indices.
-    ``compiled`` uses the compiled message and product ops, which give first derivatives only; otherwise everything is twice differentiable.
+    matrices (``loop``, ``mix_in`` and ``mix_out`` may also be given per component: ``[9, F]``, ``[9, F, F]``),
+    ``pairs [2, P]`` the half list (padding rows index 0) and ``index`` its raw form with CSR indices. ``compiled``
+    uses the compiled message and product ops, which give first derivatives only; otherwise everything is twice
+    differentiable.
     """
     features = features / (squared_norm(features) + 1.0).unsqueeze(1)
     mixed = mix_parts(features, mix_in)
@@ -114,7 +117,8 @@ def interaction_reference(
         message = tensor_messages(radial, mixed, index)
     else:
         message = tensor_messages_reference(radial, mixed, pairs)
-    message = message + expand_parts(loop.unsqueeze(0)) * mixed
+    loop_rows = loop.unsqueeze(0) if loop.shape[0] == 9 else expand_parts(loop.unsqueeze(0))  # [1, 9, F]
+    message = message + loop_rows * mixed
 
     factor = charge_factor[:, None, None]
     if so3:

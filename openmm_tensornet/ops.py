@@ -375,15 +375,13 @@ def _register_fakes() -> None:
     @torch.library.register_fake("openmm_tensornet::tensor_interaction_forward")
     def _(features, radial, loop, charge_factor, mix_in, mix_out, pairs, first_ptr, second_order, second_ptr, so3):
         n, _, f = features.shape
-        full = features.new_empty((n, 9, f))
-        denominator = features.new_empty((n, 1, f))
-        weights = mix_in.new_empty((9, f, f))
-        return [full, weights, mix_out.new_empty((9, f, f)), loop.new_empty((9, f)), charge_factor.new_empty((n,)),
-                full.new_empty(full.shape), denominator, full.new_empty(full.shape), full.new_empty(full.shape),
-                full.new_empty(full.shape), denominator.new_empty(denominator.shape), full.new_empty(full.shape)]
+        full, denominator = (n, 9, f), (n, 1, f)
+        return [features.new_empty(full), features.new_empty(full), features.new_empty(denominator),
+                features.new_empty(full), features.new_empty(full), features.new_empty(full),
+                features.new_empty(denominator), features.new_empty(full)]
 
     @torch.library.register_fake("openmm_tensornet::tensor_interaction_backward")
-    def _(grad, saved, radial, pairs, first_ptr, second_order, second_ptr, so3):
+    def _(grad, saved, radial, loop, charge_factor, mix_in, mix_out, pairs, first_ptr, second_order, second_ptr, so3):
         return grad.new_empty(grad.shape), radial.new_empty(radial.shape)
 
     @torch.library.register_fake("openmm_tensornet::pair_geometry")

@@ -107,10 +107,16 @@ def edge_components(unit_vectors: Tensor) -> Tensor:
     )
 
 
+def part_rows(parts: Tensor) -> Tensor:
+    """Per-part rows ``[3, ...]`` (I, A, S) -> per-component rows ``[9, ...]``; ``[9, ...]`` passes unchanged."""
+    if parts.shape[0] == 9:
+        return parts
+    return torch.cat((parts[0:1], parts[1:2].expand(3, -1, -1), parts[2:3].expand(5, -1, -1)), dim=0)
+
+
 def mix_parts(features: Tensor, weights: Tensor) -> Tensor:
     """Channel mixing of the I, A and S parts of ``[N, 9, F]`` features, each with its own ``[F_out, F]`` matrix
-    (bias-free linears, stacked as ``weights [3, F_out, F]``), as one batched matrix product over the 9 components."""
-    per_component = torch.cat(
-        (weights[0:1], weights[1:2].expand(3, -1, -1), weights[2:3].expand(5, -1, -1)), dim=0
-    ).transpose(1, 2)  # [9, F, F_out]
+    (bias-free linears, stacked as ``weights [3, F_out, F]``, or per component ``[9, F_out, F]``), as one batched
+    matrix product over the 9 components."""
+    per_component = part_rows(weights).transpose(1, 2)  # [9, F, F_out]
     return torch.bmm(features.transpose(0, 1), per_component).transpose(0, 1)

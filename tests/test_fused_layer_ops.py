@@ -112,7 +112,7 @@ def test_layer_op_refuses_weights_that_need_gradients_and_second_derivatives():
 
 def test_layer_op_bad_arguments_give_clear_errors():
     raw, features, radial, loop, factor, mix_in, mix_out = layer_inputs(6, 4, 1)
-    with pytest.raises(RuntimeError, match=r"loop must have shape \[3, F\] with F = 4"):
+    with pytest.raises(RuntimeError, match=r"loop must have shape \[3, F\] \(or \[9, F\] per component\) with F = 4"):
         fused(raw, features, radial, loop[:, :3], factor, mix_in, mix_out, False)
     with pytest.raises(RuntimeError, match=r"charge_factor must have shape \[N\] = \[6\]"):
         fused(raw, features, radial, loop, factor[:2], mix_in, mix_out, False)
@@ -355,3 +355,19 @@ def test_pair_vectors_op_matches_the_twin(dtype, periodic):
                                     (x64,))
     torch.library.opcheck(torch.ops.openmm_tensornet.pair_vectors.default, (positions, indices, shifts, box),
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+def test_layer_op_takes_weights_per_component(implementation):
+    """loop [9, F] and mix [9, F, F] (freeze_for_inference's constants) give what loop [3, F] and mix [3, F, F] do."""
+    from openmm_tensornet.tensors import part_rows
+
+    raw, features, radial, loop, factor, mix_in, mix_out = layer_inputs(20, 6, 4, capacity=500)
+    results = []
+    for rows in (lambda x: x, part_rows):
+        x = features.clone().requires_grad_(True)
+        w = radial.clone().requires_grad_(True)
+        out = fused(raw, x, w, rows(loop.unsqueeze(-1)).squeeze(-1), factor, rows(mix_in), rows(mix_out), False)
+        out.square().sum().backward()
+        results.append((out.detach(), x.grad, w.grad))
+    for actual, expected, what in zip(results[0], results[1], ("output", "features gradient", "radial gradient")):
+        assert torch.equal(actual, expected), what

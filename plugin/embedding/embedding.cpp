@@ -43,8 +43,9 @@ void check_arguments(const at::Tensor& sums, const at::Tensor& loop, const at::T
                     bias2.dim() == 1 && bias2.size(0) == 3 * f,
                 "embedding_gate: weight2 must have shape [3F, H] = [", 3 * f, ", ", weight1.size(0),
                 "] and bias2 [3F]; got ", weight2.sizes(), " and ", bias2.sizes());
-    TORCH_CHECK(mix.dim() == 3 && mix.size(0) == 3 && mix.size(1) == f && mix.size(2) == f,
-                "embedding_gate: mix must have shape [3, F, F] with F = ", f, "; got ", mix.sizes());
+    TORCH_CHECK(mix.dim() == 3 && (mix.size(0) == 3 || mix.size(0) == 9) && mix.size(1) == f && mix.size(2) == f,
+                "embedding_gate: mix must have shape [3, F, F] (or [9, F, F] per component) with F = ", f, "; got ",
+                mix.sizes());
     TORCH_CHECK(known_activation(activation), "embedding_gate: unknown activation '", activation, "'");
     for (const at::Tensor* t : {&loop, &norm_weight, &norm_bias, &weight1, &bias1, &weight2, &bias2, &mix}) {
         TORCH_CHECK(t->scalar_type() == sums.scalar_type(), "embedding_gate: all inputs must be ", sums.scalar_type(),
@@ -70,7 +71,8 @@ std::vector<at::Tensor> embedding_gate_forward(const at::Tensor& sums, const at:
     at::Tensor hidden = activate(pre1, activation);
     at::Tensor pre2 = at::addmm(bias2, hidden, weight2.t());
     at::Tensor gates = activate(pre2, activation);
-    at::Tensor mix9 = expand_parts(mix, 0);  // [9, F_out, F]
+    // [9, F_out, F]; a copy even when given per component (an output of the op must not alias an input)
+    at::Tensor mix9 = mix.size(0) == 9 ? mix.clone(at::MemoryFormat::Contiguous) : expand_parts(mix, 0);
     at::Tensor mixed = at::bmm(features.transpose(0, 1), mix9.transpose(1, 2)).transpose(0, 1).contiguous();
     at::Tensor out = mixed * expand_parts(gates.view({n, 3, f}), 1);
     return {out, features, squares, mean, rstd, pre1, hidden, pre2, gates, mixed, mix9};

@@ -3,6 +3,7 @@
 // tensor_interaction(features [N, 9, F], radial [P, 3, F], loop [3, F], charge_factor [N], mix_in [3, F, F],
 //                    mix_out [3, F, F], pairs [2, P], first_ptr [N + 1], second_order [P], second_ptr [N + 1],
 //                    bool so3) -> [N, 9, F]
+// (loop, mix_in and mix_out may also be given per component, [9, F] and [9, F, F]: component k takes part(k).)
 //
 // With X the features in the irreducible layout of openmm_tensornet/tensors.py, c the charge factor per atom,
 // mix(T, W) the channel mixing of the I, A and S parts with W[0], W[1], W[2] (T[:, k] @ W[part(k)]^T), msg the op
@@ -51,14 +52,15 @@ void check_arguments(const at::Tensor& features, const at::Tensor& radial, const
     const int64_t n = features.size(0), f = features.size(2);
     TORCH_CHECK(radial.dim() == 3 && radial.size(1) == 3 && radial.size(2) == f,
                 "tensor_interaction: radial must have shape [P, 3, F] with F = ", f, "; got ", radial.sizes());
-    TORCH_CHECK(loop.dim() == 2 && loop.size(0) == 3 && loop.size(1) == f,
-                "tensor_interaction: loop must have shape [3, F] with F = ", f, "; got ", loop.sizes());
+    TORCH_CHECK(loop.dim() == 2 && (loop.size(0) == 3 || loop.size(0) == 9) && loop.size(1) == f,
+                "tensor_interaction: loop must have shape [3, F] (or [9, F] per component) with F = ", f, "; got ",
+                loop.sizes());
     TORCH_CHECK(charge_factor.dim() == 1 && charge_factor.size(0) == n,
                 "tensor_interaction: charge_factor must have shape [N] = [", n, "]; got ", charge_factor.sizes());
     for (const at::Tensor* w : {&mix_in, &mix_out})
-        TORCH_CHECK(w->dim() == 3 && w->size(0) == 3 && w->size(1) == f && w->size(2) == f,
-                    "tensor_interaction: mix_in and mix_out must have shape [3, F, F] with F = ", f, "; got ",
-                    w->sizes());
+        TORCH_CHECK(w->dim() == 3 && (w->size(0) == 3 || w->size(0) == 9) && w->size(1) == f && w->size(2) == f,
+                    "tensor_interaction: mix_in and mix_out must have shape [3, F, F] (or [9, F, F] per component) "
+                    "with F = ", f, "; got ", w->sizes());
     for (const at::Tensor* t : {&radial, &loop, &charge_factor, &mix_in, &mix_out}) {
         TORCH_CHECK(t->scalar_type() == features.scalar_type(), "tensor_interaction: all floating inputs must be ",
                     features.scalar_type(), "; got ", t->scalar_type());
@@ -71,7 +73,10 @@ void check_arguments(const at::Tensor& features, const at::Tensor& radial, const
 }
 
 // Per-part rows [3, ...] -> contiguous per-component rows [9, ...] (component k takes part(k)).
-at::Tensor per_component(const at::Tensor& parts) { return expand_parts(parts, 0); }
+// Rows that are already per component ([9, ...], e.g. TensorNet.freeze_for_inference's constants) pass unchanged.
+at::Tensor per_component(const at::Tensor& parts) {
+    return parts.size(0) == 9 ? parts.contiguous() : expand_parts(parts, 0);
+}
 
 // out[:, k, :] = x[:, k, :] @ weights[k] for per-component matrices ``weights [9, F, F_out]``: one batched product
 // over the components, then back to the [N, 9, F_out] layout.
@@ -118,7 +123,7 @@ Saved forward_pass(const at::Tensor& features_in, const at::Tensor& radial, cons
     s.mix_in = per_component(mix_in);  // [9, F_out, F]
     s.mix_out = per_component(mix_out);
     s.loop = expand_loop(loop);  // [9, F]
-    s.factor = charge_factor.clone(at::MemoryFormat::Contiguous);  // an output of the op: must not alias an input
+    s.factor = charge_factor.contiguous();
     const at::Tensor factor = s.factor.view({-1, 1, 1});
     std::tie(s.normalised, s.denominator) = fused ? normalise_cpu(features) : normalise(features);
     s.mixed = mix(s.normalised, s.mix_in.transpose(1, 2));
@@ -193,7 +198,8 @@ at::Tensor tensor_interaction_plain(const at::Tensor& features, const at::Tensor
         .out;
 }
 
-// The forward pass with everything the backward needs: {out, then the Saved fields in order}.
+// The forward pass with the intermediates the backward needs: {out, normalised, denominator, mixed, messages,
+// product, product_denominator, update} (the backward takes the weights again).
 std::vector<at::Tensor> tensor_interaction_forward(const at::Tensor& features, const at::Tensor& radial,
                                                    const at::Tensor& loop, const at::Tensor& charge_factor,
                                                    const at::Tensor& mix_in, const at::Tensor& mix_out,
@@ -202,21 +208,19 @@ std::vector<at::Tensor> tensor_interaction_forward(const at::Tensor& features, c
                                                    bool so3) {
     Saved s = forward_pass(features, radial, loop, charge_factor, mix_in, mix_out, pairs, first_ptr, second_order,
                            second_ptr, so3);
-    return {s.out,   s.mix_in,  s.mix_out, s.loop,    s.factor,  s.normalised,         s.denominator,
-            s.mixed, s.messages, s.product, s.product_denominator, s.update};
+    return {s.out, s.normalised, s.denominator, s.mixed, s.messages, s.product, s.product_denominator, s.update};
 }
 
-std::tuple<at::Tensor, at::Tensor> tensor_interaction_backward(const at::Tensor& grad, at::TensorList saved,
-                                                               const at::Tensor& radial, const at::Tensor& pairs,
-                                                               const at::Tensor& first_ptr,
-                                                               const at::Tensor& second_order,
-                                                               const at::Tensor& second_ptr, bool so3) {
-    TORCH_CHECK(saved.size() == 11, "tensor_interaction_backward: expected the 11 saved tensors of "
+std::tuple<at::Tensor, at::Tensor> tensor_interaction_backward(
+    const at::Tensor& grad, at::TensorList saved, const at::Tensor& radial, const at::Tensor& loop,
+    const at::Tensor& charge_factor, const at::Tensor& mix_in, const at::Tensor& mix_out, const at::Tensor& pairs,
+    const at::Tensor& first_ptr, const at::Tensor& second_order, const at::Tensor& second_ptr, bool so3) {
+    TORCH_CHECK(saved.size() == 7, "tensor_interaction_backward: expected the 7 saved tensors of "
                 "tensor_interaction_forward; got ", saved.size());
     Saved s;
-    s.mix_in = saved[0], s.mix_out = saved[1], s.loop = saved[2], s.factor = saved[3], s.normalised = saved[4];
-    s.denominator = saved[5], s.mixed = saved[6], s.messages = saved[7], s.product = saved[8];
-    s.product_denominator = saved[9], s.update = saved[10];
+    s.mix_in = per_component(mix_in), s.mix_out = per_component(mix_out), s.loop = expand_loop(loop);
+    s.factor = charge_factor.contiguous(), s.normalised = saved[0], s.denominator = saved[1], s.mixed = saved[2];
+    s.messages = saved[3], s.product = saved[4], s.product_denominator = saved[5], s.update = saved[6];
     return backward_pass(grad, s, radial.contiguous(), pairs, first_ptr, second_order, second_ptr, so3, true);
 }
 
@@ -242,7 +246,8 @@ class TensorInteraction : public torch::autograd::Function<TensorInteraction> {
             op.call(features, radial, loop, charge_factor, mix_in, mix_out, pairs, first_ptr, second_order,
                     second_ptr, so3);
         std::vector<at::Tensor> saved(results.begin() + 1, results.end());
-        saved.insert(saved.end(), {radial, pairs, first_ptr, second_order, second_ptr});
+        saved.insert(saved.end(),
+                     {radial, loop, charge_factor, mix_in, mix_out, pairs, first_ptr, second_order, second_ptr});
         ctx->save_for_backward(saved);
         ctx->saved_data["so3"] = so3;
         return results[0];
@@ -255,9 +260,9 @@ class TensorInteraction : public torch::autograd::Function<TensorInteraction> {
         static auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("openmm_tensornet::tensor_interaction_backward", "")
                              .typed<decltype(tensor_interaction_backward)>();
-        const std::vector<at::Tensor> saved(v.begin(), v.begin() + 11);
-        auto [grad_features, grad_radial] =
-            op.call(grads[0], saved, v[11], v[12], v[13], v[14], v[15], ctx->saved_data["so3"].toBool());
+        const std::vector<at::Tensor> saved(v.begin(), v.begin() + 7);
+        auto [grad_features, grad_radial] = op.call(grads[0], saved, v[7], v[8], v[9], v[10], v[11], v[12], v[13],
+                                                    v[14], v[15], ctx->saved_data["so3"].toBool());
         return {grad_features, grad_radial, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
                 at::Tensor(),  at::Tensor(),  at::Tensor(), at::Tensor(), at::Tensor()};
     }
@@ -281,8 +286,9 @@ TORCH_LIBRARY_FRAGMENT(openmm_tensornet, m) {
     m.def("tensor_interaction_forward(Tensor features, Tensor radial, Tensor loop, Tensor charge_factor, "
           "Tensor mix_in, Tensor mix_out, Tensor pairs, Tensor first_ptr, Tensor second_order, Tensor second_ptr, "
           "bool so3) -> Tensor[]");
-    m.def("tensor_interaction_backward(Tensor grad, Tensor[] saved, Tensor radial, Tensor pairs, Tensor first_ptr, "
-          "Tensor second_order, Tensor second_ptr, bool so3) -> (Tensor grad_features, Tensor grad_radial)");
+    m.def("tensor_interaction_backward(Tensor grad, Tensor[] saved, Tensor radial, Tensor loop, Tensor charge_factor, "
+          "Tensor mix_in, Tensor mix_out, Tensor pairs, Tensor first_ptr, Tensor second_order, Tensor second_ptr, "
+          "bool so3) -> (Tensor grad_features, Tensor grad_radial)");
 }
 
 TORCH_LIBRARY_IMPL(openmm_tensornet, CompositeExplicitAutograd, m) {
