@@ -65,14 +65,19 @@ def test_float64_agreement_with_torchmdnet_default_warp_path(tmp_path, layers, g
 
 @pytest.mark.parametrize("group", ["O(3)", "SO(3)"])
 @pytest.mark.parametrize("layers", [0, 1, 2])
-def test_float64_agreement_with_torchmdnet_pytorch_path_to_round_off(tmp_path, pytorch_path, layers, group):
-    """torchmd-net's PyTorch code is the paper's definition; we match it to round-off (with warp=False)."""
+@pytest.mark.parametrize("inference", [False, True])
+def test_float64_agreement_with_torchmdnet_pytorch_path_to_round_off(tmp_path, pytorch_path, layers, group, inference):
+    """torchmd-net's PyTorch code is the paper's definition; we match it to round-off (with warp=False), also on the
+    fused inference path of exported forces (frozen weights and constants)."""
     args = torchmdnet_args(num_layers=layers, equivariance_invariance_group=group)
     reference = pytorch_path(random_torchmdnet_model(args, seed=layers))
     path = tmp_path / "tensornet.ckpt"
     write_checkpoint(reference, args, path)
     ours = load_model(path, torchmdnet_warp=False)
     z, pos = random_molecule(14, seed=layers)
+    if inference:
+        ours.requires_grad_(False)
+        ours.freeze_for_inference(z)
     _compare(reference, ours, z, pos, 1e-12, 1e-10, q=torch.tensor([-1.0], dtype=torch.float64))
 
 
