@@ -101,7 +101,9 @@ class TensorEmbedding(nn.Module):
         ``rbf_zero [1, K]``,
         ``cutoff_zero [1]`` at distance 0 (the self-loops); ``compiled`` selects the compiled ops."""
         f = self.hidden_channels
-        frozen = compiled and self.frozen_receiver.numel() > 0
+        frozen = (compiled and self.frozen_receiver.numel() > 0 and not self.pair_linear.weight.requires_grad
+                  and not self.atom_embedding.weight.requires_grad and not self.radial_linear.weight.requires_grad
+                  and not self.component_mix[0].weight.requires_grad)
         if frozen:
             receiver_term, sender_term = self.frozen_receiver, self.frozen_sender
         else:

@@ -83,7 +83,7 @@ class Interaction(nn.Module):
         0 (the self-loop). ``compiled``: the compiled ops (the whole layer is one op when the weights are frozen)."""
         frozen = compiled and not self.radial_mlp[0].weight.requires_grad
         radial = self.radial_weights(rbf, cutoff, frozen)
-        if compiled and self.frozen_loop.numel() > 0:
+        if frozen and self.frozen_loop.numel() > 0 and not self.mix_in[0].weight.requires_grad:
             loop, mix_in, mix_out = self.frozen_loop, self.frozen_mix_in, self.frozen_mix_out
         else:
             loop = self.radial_weights(rbf_zero, cutoff_zero, frozen)[0]  # [3, F]

@@ -183,8 +183,10 @@ class TensorNet(nn.Module):
     @torch.jit.ignore
     def freeze_for_inference(self, z: Tensor) -> None:
         """Precompute what does not depend on positions for the atoms ``z`` (per-atom embedding terms, self-loop
-        weights, stacked mixing matrices), for an inference copy with frozen weights, such as the one inside an
-        exported OpenMM force. The model then refuses other atoms; ``train()`` discards the constants."""
+        weights, stacked mixing matrices, energy offsets), for an inference copy with frozen weights, such as the one
+        inside an exported OpenMM force. The model then refuses other atoms. The constants are used only while the
+        weights stay frozen; ``train()``, ``load_state_dict`` and :meth:`discard_inference_constants` discard them.
+        Editing weights or buffers in place afterwards (without those) would leave them stale."""
         if any(parameter.requires_grad for parameter in self.parameters()):
             raise RuntimeError("freeze_for_inference needs frozen weights (model.requires_grad_(False)); the "
                                "constants would go stale when the weights are trained.")
@@ -198,14 +200,25 @@ class TensorNet(nn.Module):
         self.frozen_offset = self.atomref[self.frozen_z] + self.energy_mean / max(int(z.shape[0]), 1)
 
     @torch.jit.ignore
-    def train(self, mode: bool = True) -> "TensorNet":
-        if mode and self.frozen_z.numel() > 0:  # back to training: the inference constants would go stale
+    def discard_inference_constants(self) -> None:
+        """Undo :meth:`freeze_for_inference` (``train()`` and ``load_state_dict`` call this)."""
+        if self.frozen_z.numel() > 0:
             self.embedding.unfreeze()
             for layer in self.layers:
                 layer.unfreeze()
             self.frozen_z = torch.zeros(0, dtype=torch.long, device=self.atomref.device)
             self.frozen_offset = torch.zeros(0, dtype=self.atomref.dtype, device=self.atomref.device)
+
+    @torch.jit.ignore
+    def train(self, mode: bool = True) -> "TensorNet":
+        if mode:  # back to training: the inference constants would go stale
+            self.discard_inference_constants()
         return super().train(mode)
+
+    @torch.jit.ignore
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        self.discard_inference_constants()  # new weights: the constants of the old ones would be stale
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @torch.jit.ignore
     def set_neighbor_capacity(self, capacity: Optional[int], static: bool = False,
@@ -389,7 +402,7 @@ class TensorNet(nn.Module):
             self.error = message
             return self._failed_output(pos, batch, compute_forces)
         compiled = self.use_compiled_ops and not self.training
-        frozen = compiled and self.frozen_z.numel() > 0
+        frozen = compiled and self.frozen_z.numel() > 0 and not self.readout_linear.weight.requires_grad
         if frozen and not torch.equal(z, self.frozen_z):
             message = ("this model was frozen for inference on other atoms (freeze_for_inference); evaluate the "
                        "atoms it was frozen for, or use an unfrozen copy of the model.")

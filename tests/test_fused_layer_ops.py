@@ -141,6 +141,7 @@ def test_frozen_model_equals_the_twin_path(implementation, group, periodic, stat
         model.set_neighbor_capacity(3000, static=True)
     charge = torch.tensor([1.0], dtype=torch.float64)
     model.requires_grad_(False)
+    model.freeze_for_inference(z)
     fast = model(z, pos, box=box, total_charge=charge, compute_forces=True)
     model.train()
     twin_out = model(z, pos, box=box, total_charge=charge, compute_forces=True)
@@ -166,6 +167,8 @@ def test_pair_geometry_op_matches_the_twins(dtype, rbf_type, lower):
     distances[4] = upper  # a padding row
     vectors[5] *= 5.0 / float(vectors[5].norm())  # beyond the cutoff
     distances[5] = 5.0
+    vectors[6] *= 0.3 / float(vectors[6].norm())  # below cutoff_lower when it is 0.7
+    distances[6] = 0.3
     rbf_module = make_rbf(rbf_type, lower, upper, 6, False, dtype)
     means, betas = rbf_module.basis_tensors()
     tol = TOLERANCES[dtype]["tensor"]
@@ -271,11 +274,21 @@ def test_frozen_inference_constants_equal_the_unfrozen_model_and_refuse_other_at
     assert_close(frozen.forces, plain.forces, 1e-12, "forces")
     with pytest.raises(ValueError, match="frozen for inference on other atoms"):
         model(z.flip(0), pos)
+    # Weights made trainable again: the constants are bypassed and every parameter gets its gradient.
+    model.requires_grad_(True)
+    model(z, pos).energy.sum().backward()
+    assert all(parameter.grad is not None for name, parameter in model.named_parameters() if "rbf" not in name)
+    model.requires_grad_(False)
+    # New weights through load_state_dict discard the constants.
+    other = small_model(seed=6, num_layers=2, hidden_channels=12)
+    model.load_state_dict(other.state_dict())
+    assert model.frozen_z.numel() == 0
+    assert_close(model(z, pos).energy, other(z, pos).energy, 1e-12, "energy after load_state_dict")
+    model.freeze_for_inference(z)
     model.train()
     assert model.frozen_z.numel() == 0 and model.layers[0].frozen_loop.numel() == 0
     model.eval()
-    assert_close(model(z.flip(0), pos).energy, small_model(seed=5, num_layers=2, hidden_channels=12)(z.flip(0), pos)
-                 .energy, 1e-12, "energy after unfreezing")
+    assert_close(model(z.flip(0), pos).energy, other(z.flip(0), pos).energy, 1e-12, "energy after unfreezing")
     model.requires_grad_(True)
     with pytest.raises(RuntimeError, match="needs frozen weights"):
         model.freeze_for_inference(z)
