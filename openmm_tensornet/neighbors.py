@@ -92,6 +92,35 @@ def check_positions(positions: Tensor, cutoff: float) -> None:
         raise ValueError(problem)
 
 
+def search_arguments_problem(positions: Tensor, box: Optional[Tensor], batch: Optional[Tensor], cutoff: float,
+                             max_pairs: int, algorithm: str) -> str:
+    """What the compiled ``neighbor_pairs`` op would refuse (plugin/common/checks.cpp), or ``""``: the same checks
+    for the pure-torch fallback, so a caller without the Python wrapper gets the same clear errors."""
+    if positions.dim() != 2 or positions.shape[1] != 3:
+        return "positions must have shape [N, 3]; got " + str(list(positions.shape))
+    if positions.dtype != torch.float32 and positions.dtype != torch.float64:
+        return "positions must be float32 or float64; got " + str(positions.dtype)
+    if not cutoff > 0.0 or cutoff == float("inf"):
+        return "cutoff must be a positive finite number; got " + str(cutoff)
+    if max_pairs < -1:
+        return "max_pairs must be -1 (no fixed capacity) or >= 0; got " + str(max_pairs)
+    if box is not None:
+        if box.dtype != positions.dtype:
+            return "box must have the dtype of positions (" + str(positions.dtype) + "); got " + str(box.dtype)
+        problem = box_problem(box, cutoff)
+        if problem != "":
+            return problem
+    if batch is not None:
+        if batch.dim() != 1 or batch.shape[0] != positions.shape[0]:
+            return ("batch must have shape [N] with N = " + str(positions.shape[0]) + " atoms; got "
+                    + str(list(batch.shape)))
+        if batch.dtype != torch.long:
+            return "batch must be int64; got " + str(batch.dtype)
+    if algorithm not in ("auto", "brute", "cells"):
+        return "algorithm must be 'auto', 'brute' or 'cells'; got '" + algorithm + "'"
+    return nonfinite_positions_problem(positions)
+
+
 def vectors_from_shifts(
     positions: Tensor, indices: Tensor, shifts: Tensor, box: Optional[Tensor], padded: bool = True
 ) -> Tensor:

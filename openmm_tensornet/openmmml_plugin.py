@@ -1,7 +1,7 @@
 """openmm-ml plugin: ``MLPotential("tensornet", modelPath=...)``.
 
-Registered through the ``openmmml.potentials`` entry point in ``pyproject.toml``, so openmm-ml finds it once
-openmm-tensornet is installed. ``modelPath`` takes our checkpoints and torchmd-net TensorNet ``.ckpt`` files (see
+Registered through the ``openmmml.potentials`` entry point in ``pyproject.toml`` (its factory lives in
+:mod:`openmm_tensornet.openmmml_entry`, see there why), so openmm-ml finds it once openmm-tensornet is installed. ``modelPath`` takes our checkpoints and torchmd-net TensorNet ``.ckpt`` files (see
 :func:`openmm_tensornet.load_model`). The forces are the same TorchForces that :class:`TensorNetPotential` builds.
 
 ``createMixedSystem`` with the default ``embedding="mechanical"`` is performed by
@@ -19,20 +19,11 @@ from typing import Iterable, List, Optional
 
 import openmm
 import openmm.app as app
-from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
+from openmmml.mlpotential import MLPotentialImpl
+
+from .openmmml_entry import TensorNetPotentialImplFactory  # noqa: F401 - the entry point's object, re-exported
 
 _OPTIONS = ("charge", "cudaGraphs", "neighborCapacity", "backend", "torchCompile")
-
-
-class TensorNetPotentialImplFactory(MLPotentialImplFactory):
-    """Creates :class:`TensorNetPotentialImpl` objects for openmm-ml."""
-
-    def createImpl(self, name: str, modelPath: Optional[str] = None, energyUnit: Optional[str] = None,
-                   lengthUnit: Optional[str] = None, **args) -> MLPotentialImpl:
-        if args:
-            raise TypeError(f"MLPotential('{name}') got unexpected arguments {sorted(args)}; it takes modelPath, "
-                            "energyUnit and lengthUnit.")
-        return TensorNetPotentialImpl(name, modelPath, energyUnit, lengthUnit)
 
 
 class TensorNetPotentialImpl(MLPotentialImpl):

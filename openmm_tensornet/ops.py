@@ -251,9 +251,12 @@ def _register_fallback() -> None:
     from .heads import invariant_readout_reference
     from .radial import radial_mlp_reference
     from .tensors import basis
-    from .neighbors import neighbor_search_reference
+    from .neighbors import neighbor_search_reference, search_arguments_problem
 
     def fallback(positions, box, batch, cutoff, max_pairs=-1, half=False, algorithm="auto"):
+        problem = search_arguments_problem(positions, box, batch, cutoff, max_pairs, algorithm)
+        if problem != "":
+            raise RuntimeError("neighbor_pairs: " + problem)
         return neighbor_search_reference(positions, cutoff, box, batch, max_pairs, half)
 
     def product_fallback(left, right):
@@ -327,8 +330,8 @@ def _register_fallback() -> None:
     _fallback_library.impl("radial_mlp", radial_mlp_reference, "CompositeImplicitAutograd")
 
 
-def _register_fakes() -> None:
-    """Shape-only ("fake") kernels of the compiled ops, so that ``torch.compile`` can trace models that call them."""
+def _register_search_fakes() -> None:
+    """Fake kernels of the ops whose fallback is opaque too (CompositeExplicitAutograd), needed in both modes."""
 
     @torch.library.register_fake("openmm_tensornet::neighbor_pairs")
     def _(positions, box, batch, cutoff, max_pairs=-1, half=False, algorithm="auto"):
@@ -336,6 +339,16 @@ def _register_fakes() -> None:
         device = positions.device
         return (positions.new_empty((2, count), dtype=torch.long), positions.new_empty((count, 3), dtype=torch.int32),
                 torch.empty((), dtype=torch.long, device=device))
+
+    @torch.library.register_fake("openmm_tensornet::pair_csr")
+    def _(pairs, num_atoms):
+        return (pairs.new_empty((num_atoms + 1,)), pairs.new_empty((pairs.shape[1],)),
+                pairs.new_empty((num_atoms + 1,)))
+
+
+def _register_fakes() -> None:
+    """Shape-only ("fake") kernels of the compiled ops, so that ``torch.compile`` can trace models that call them."""
+    _register_search_fakes()
 
     @torch.library.register_fake("openmm_tensornet::tensor_messages")
     def _(weights, features, pairs, first_ptr, second_order, second_ptr):
@@ -354,11 +367,6 @@ def _register_fakes() -> None:
     def _(grad, edge_sum, radial, edge, receiver_term, sender_term, pairs, first_ptr, second_order, second_ptr):
         return (radial.new_empty(radial.shape), edge.new_empty(edge.shape), receiver_term.new_empty(receiver_term.shape),
                 sender_term.new_empty(sender_term.shape))
-
-    @torch.library.register_fake("openmm_tensornet::pair_csr")
-    def _(pairs, num_atoms):
-        return (pairs.new_empty((num_atoms + 1,)), pairs.new_empty((pairs.shape[1],)),
-                pairs.new_empty((num_atoms + 1,)))
 
     @torch.library.register_fake("openmm_tensornet::tensor_product")
     def _(left, right):
@@ -462,6 +470,7 @@ def load_ops() -> OpsStatus:
     notes = [] if problem is None else [f"CUDA kernel not built: {problem}"]
     if mode == "reference":
         _register_fallback()
+        _register_search_fakes()
         _status = OpsStatus(reason=f"{MODE_VARIABLE}=reference", notes=notes)
         return _status
     try:
@@ -469,6 +478,7 @@ def load_ops() -> OpsStatus:
         torch.ops.load_library(str(library))
     except Exception as error:  # noqa: BLE001 - any build failure falls back, with the reason kept
         _register_fallback()
+        _register_search_fakes()
         _status = OpsStatus(reason=f"{type(error).__name__}: {error}", notes=notes)
         warnings.warn(
             "openmm-tensornet: the compiled neighbour-list ops could not be built or loaded, so the slower pure-torch "

@@ -227,6 +227,7 @@ def test_second_derivatives_through_the_compiled_ops_are_refused():
     assert model.embedding.radial_linear.weight.grad is not None
 
 
+@compiled
 def test_bad_arguments_give_clear_errors():
     features = torch.zeros(3, 9, 4)
     index = pair_index(torch.zeros(2, 0, dtype=torch.long), 3)
