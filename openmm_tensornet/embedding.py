@@ -98,8 +98,8 @@ class TensorEmbedding(nn.Module):
         """``pairs [2, P]`` half list (padding rows index 0 with zero weight; ``index`` holds the raw list and its
         CSR indices), ``cutoff [P]`` the cosine cutoff of the distances, ``edge [P, 9]`` the components of the edge
         tensors of each pair's unit vector (:func:`openmm_tensornet.tensors.edge_components`), ``rbf [P, K]``, and
-        ``rbf_zero [1, K]``,
-        ``cutoff_zero [1]`` at distance 0 (the self-loops); ``compiled`` selects the compiled ops."""
+        ``rbf_zero [1, K]``, ``cutoff_zero [1]`` at distance 0 (the self-loops); ``compiled`` selects the compiled
+        ops."""
         f = self.hidden_channels
         frozen = (compiled and self.frozen_receiver.numel() > 0 and not self.pair_linear.weight.requires_grad
                   and not self.atom_embedding.weight.requires_grad and not self.radial_linear.weight.requires_grad

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from .messages import PairIndex, tensor_messages, tensor_messages_reference, tensor_product, tensor_product_reference
 from .radial import radial_mlp_reference
-from .tensors import basis, expand_parts, mix_parts, part_rows, squared_norm
+from .tensors import basis, mix_parts, part_rows, squared_norm
 
 
 class Interaction(nn.Module):
@@ -51,15 +51,20 @@ class Interaction(nn.Module):
     def freeze(self, rbf_zero: Tensor, cutoff_zero: Tensor) -> None:
         """Store the inference constants (frozen weights only; cleared by ``unfreeze``)."""
         with torch.no_grad():
-            loop = self.radial_weights(rbf_zero, cutoff_zero, False)  # [1, 3, F]
-            self.frozen_loop = expand_parts(loop)[0].contiguous()  # per component, [9, F]
-            self.frozen_mix_in = part_rows(torch.stack([linear.weight for linear in self.mix_in])).contiguous()
-            self.frozen_mix_out = part_rows(torch.stack([linear.weight for linear in self.mix_out])).contiguous()
+            self.frozen_loop = part_rows(self.radial_weights(rbf_zero, cutoff_zero, False)[0]).contiguous()  # [9, F]
+            mix_in, mix_out = self.mix_weights()
+            self.frozen_mix_in = part_rows(mix_in).contiguous()  # per component, [9, F, F]
+            self.frozen_mix_out = part_rows(mix_out).contiguous()
 
     @torch.jit.ignore
     def unfreeze(self) -> None:
         empty = torch.zeros(0, dtype=self.basis_matrix.dtype, device=self.basis_matrix.device)
         self.frozen_loop, self.frozen_mix_in, self.frozen_mix_out = empty, empty.clone(), empty.clone()
+
+    def mix_weights(self) -> Tuple[Tensor, Tensor]:
+        """The I, A and S mixing matrices before and after the messages, each stacked as ``[3, F, F]``."""
+        mix_in = torch.stack((self.mix_in[0].weight, self.mix_in[1].weight, self.mix_in[2].weight))
+        return mix_in, torch.stack((self.mix_out[0].weight, self.mix_out[1].weight, self.mix_out[2].weight))
 
     def radial_weights(self, rbf: Tensor, cutoff: Tensor, fused: bool) -> Tensor:
         """``[P, 3, F]`` weights of the I, A and S messages from the radial basis ``rbf [P, K]`` and the cosine
@@ -87,8 +92,7 @@ class Interaction(nn.Module):
             loop, mix_in, mix_out = self.frozen_loop, self.frozen_mix_in, self.frozen_mix_out
         else:
             loop = self.radial_weights(rbf_zero, cutoff_zero, frozen)[0]  # [3, F]
-            mix_in = torch.stack((self.mix_in[0].weight, self.mix_in[1].weight, self.mix_in[2].weight))
-            mix_out = torch.stack((self.mix_out[0].weight, self.mix_out[1].weight, self.mix_out[2].weight))
+            mix_in, mix_out = self.mix_weights()
         if frozen and not self.mix_in[0].weight.requires_grad:
             return torch.ops.openmm_tensornet.tensor_interaction(
                 features, radial, loop, charge_factor, mix_in, mix_out, index.pairs, index.first_ptr,
@@ -117,8 +121,7 @@ def interaction_reference(
         message = tensor_messages(radial, mixed, index)
     else:
         message = tensor_messages_reference(radial, mixed, pairs)
-    loop_rows = loop.unsqueeze(0) if loop.shape[0] == 9 else expand_parts(loop.unsqueeze(0))  # [1, 9, F]
-    message = message + loop_rows * mixed
+    message = message + part_rows(loop).unsqueeze(0) * mixed
 
     factor = charge_factor[:, None, None]
     if so3:

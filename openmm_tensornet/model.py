@@ -14,7 +14,7 @@ from .interaction import Interaction
 from .neighbors import box_problem, neighbor_pairs, nonfinite_positions_problem
 from .messages import pair_index
 from .radial import CosineCutoff, make_rbf
-from .tensors import basis, edge_components, skew_vector, symmetric_matrix
+from .tensors import basis, edge_components, skew_vector, symmetric_matrix, unit_vectors
 
 
 class TensorNetOutput(NamedTuple):
@@ -389,8 +389,8 @@ class TensorNet(nn.Module):
         if compute_forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
 
-        raw_pairs, pairs, vectors, distances, overflow = self._pairs(
-            pos, box, batch, self.use_compiled_ops and not self.training)
+        compiled = self.use_compiled_ops and not self.training
+        raw_pairs, pairs, vectors, distances, overflow = self._pairs(pos, box, batch, compiled)
         if self.error != "":
             return self._failed_output(pos, batch, compute_forces)
         if (self.check_inputs or self.defer_errors) and bool((distances == 0).any()):
@@ -401,7 +401,6 @@ class TensorNet(nn.Module):
                 raise ValueError(message)
             self.error = message
             return self._failed_output(pos, batch, compute_forces)
-        compiled = self.use_compiled_ops and not self.training
         frozen = compiled and self.frozen_z.numel() > 0 and not self.readout_linear.weight.requires_grad
         if frozen and not torch.equal(z, self.frozen_z):
             message = ("this model was frozen for inference on other atoms (freeze_for_inference); evaluate the "
@@ -425,9 +424,7 @@ class TensorNet(nn.Module):
                     torch.zeros(1, 3, dtype=pos.dtype, device=pos.device), zero, means, betas, self.cutoff_lower,
                     self.cutoff_upper, self.rbf.rbf_type)
         else:
-            # Padding rows have zero vectors and the cutoff distance: their unit vectors are 0, not 0 / 0.
-            unit_vectors = vectors / torch.where(distances > 0, distances, torch.ones_like(distances)).unsqueeze(-1)
-            edge = edge_components(unit_vectors)  # [P, 9], direction first <- second
+            edge = edge_components(unit_vectors(vectors, distances))  # [P, 9], direction first <- second
             rbf = self.rbf(distances)
             cutoff = self.cutoff(distances)  # the same cosine cutoff in the embedding and every layer
             rbf_zero = self.rbf(zero)
@@ -448,11 +445,11 @@ class TensorNet(nn.Module):
             counts = torch.full((1,), float(num_atoms), dtype=pos.dtype, device=pos.device)
         else:
             counts = scatter_sum(torch.ones_like(total_charge[batch]), batch, num_molecules)
+        atom_energy = self.energy_head(scalars).squeeze(-1) * self.energy_std
         if frozen and num_molecules == 1:  # atomref[z] + energy_mean / N is an inference constant
-            atom_energy = self.energy_head(scalars).squeeze(-1) * self.energy_std + self.frozen_offset
+            atom_energy = atom_energy + self.frozen_offset
         else:
-            atom_energy = self.energy_head(scalars).squeeze(-1) * self.energy_std + self.atomref[z]
-            atom_energy = atom_energy + (self.energy_mean / counts)[batch]
+            atom_energy = atom_energy + self.atomref[z] + (self.energy_mean / counts)[batch]
         if num_molecules == 1:
             energy = atom_energy.sum().unsqueeze(0)
         else:

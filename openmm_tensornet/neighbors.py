@@ -79,15 +79,22 @@ def nonfinite_positions_problem(positions: Tensor) -> str:
             + "(the simulation may have become unstable).")
 
 
+def _shape_problem(positions: Tensor, cutoff: float) -> str:
+    """Positions that are not a float ``[N, 3]`` tensor, or a bad cutoff; ``""`` when both are fine."""
+    if positions.dim() != 2 or positions.shape[1] != 3:
+        return "positions must have shape [N, 3]; got " + str(list(positions.shape)) + "."
+    if positions.dtype != torch.float32 and positions.dtype != torch.float64:
+        return "positions must be float32 or float64; got " + str(positions.dtype) + "."
+    if not cutoff > 0.0 or cutoff == float("inf"):
+        return "cutoff must be a positive finite number; got " + str(cutoff) + "."
+    return ""
+
+
 def check_positions(positions: Tensor, cutoff: float) -> None:
     """Raise ``ValueError`` for positions that are not a finite float ``[N, 3]`` tensor or a bad cutoff."""
-    if positions.dim() != 2 or positions.shape[1] != 3:
-        raise ValueError("positions must have shape [N, 3]; got " + str(list(positions.shape)) + ".")
-    if positions.dtype != torch.float32 and positions.dtype != torch.float64:
-        raise ValueError("positions must be float32 or float64; got " + str(positions.dtype) + ".")
-    if not cutoff > 0.0 or cutoff == float("inf"):
-        raise ValueError("cutoff must be a positive finite number; got " + str(cutoff) + ".")
-    problem = nonfinite_positions_problem(positions)
+    problem = _shape_problem(positions, cutoff)
+    if problem == "":
+        problem = nonfinite_positions_problem(positions)
     if problem != "":
         raise ValueError(problem)
 
@@ -96,12 +103,9 @@ def search_arguments_problem(positions: Tensor, box: Optional[Tensor], batch: Op
                              max_pairs: int, algorithm: str) -> str:
     """What the compiled ``neighbor_pairs`` op would refuse (plugin/common/checks.cpp), or ``""``: the same checks
     for the pure-torch fallback, so a caller without the Python wrapper gets the same clear errors."""
-    if positions.dim() != 2 or positions.shape[1] != 3:
-        return "positions must have shape [N, 3]; got " + str(list(positions.shape))
-    if positions.dtype != torch.float32 and positions.dtype != torch.float64:
-        return "positions must be float32 or float64; got " + str(positions.dtype)
-    if not cutoff > 0.0 or cutoff == float("inf"):
-        return "cutoff must be a positive finite number; got " + str(cutoff)
+    problem = _shape_problem(positions, cutoff)
+    if problem != "":
+        return problem
     if max_pairs < -1:
         return "max_pairs must be -1 (no fixed capacity) or >= 0; got " + str(max_pairs)
     if box is not None:

@@ -1,7 +1,8 @@
 """openmm-ml plugin: ``MLPotential("tensornet", modelPath=...)``.
 
 Registered through the ``openmmml.potentials`` entry point in ``pyproject.toml`` (its factory lives in
-:mod:`openmm_tensornet.openmmml_entry`, see there why), so openmm-ml finds it once openmm-tensornet is installed. ``modelPath`` takes our checkpoints and torchmd-net TensorNet ``.ckpt`` files (see
+:mod:`openmm_tensornet.openmmml_entry`, see there why), so openmm-ml finds it once openmm-tensornet is installed.
+``modelPath`` takes our checkpoints and torchmd-net TensorNet ``.ckpt`` files (see
 :func:`openmm_tensornet.load_model`). The forces are the same TorchForces that :class:`TensorNetPotential` builds.
 
 ``createMixedSystem`` with the default ``embedding="mechanical"`` is performed by

@@ -292,42 +292,37 @@ def _register_fallback() -> None:
 
     def geometry_fallback(vectors, distances, means, betas, lower, upper, rbf_type):
         from .radial import CosineCutoff, make_rbf
-        from .tensors import edge_components
+        from .tensors import edge_components, unit_vectors
 
         rbf_module = make_rbf(rbf_type, lower, upper, means.shape[0], False, vectors.dtype).to(vectors.device)
         rbf_module.load_state_dict(dict(zip(rbf_module.state_dict().keys(), (means, betas.reshape(())
                                             if rbf_type == "gauss" else betas))))
-        unit = vectors / torch.where(distances > 0, distances, torch.ones_like(distances)).unsqueeze(-1)
         # The slopes are only for the compiled backward; the fallback differentiates the twins instead.
         empty = distances.new_zeros(0)
-        return rbf_module(distances), CosineCutoff(lower, upper)(distances), edge_components(unit), empty, empty
+        edge = edge_components(unit_vectors(vectors, distances))
+        return rbf_module(distances), CosineCutoff(lower, upper)(distances), edge, empty, empty
 
     # The compiled ops' backward-only ops (tensor_*_backward, tensor_messages_weight_grad) have no fallback: only the
     # compiled autograd kernels call them; here autograd differentiates the twins instead.
+    # CompositeImplicitAutograd: autograd differentiates through the torch ops of the twin; the search and the CSR
+    # indices are not differentiable, so they are opaque (CompositeExplicitAutograd, with fake kernels).
+    implementations = (
+        (NEIGHBOR_PAIRS_SCHEMA, fallback, "CompositeExplicitAutograd"),
+        (PAIR_CSR_SCHEMA, csr_fallback, "CompositeExplicitAutograd"),
+        (TENSOR_MESSAGES_SCHEMA, messages_fallback, "CompositeImplicitAutograd"),
+        (TENSOR_EMBEDDING_SCHEMA, embedding_fallback, "CompositeImplicitAutograd"),
+        (TENSOR_PRODUCT_SCHEMA, product_fallback, "CompositeImplicitAutograd"),
+        (TENSOR_INTERACTION_SCHEMA, interaction_fallback, "CompositeImplicitAutograd"),
+        (PAIR_GEOMETRY_SCHEMA, geometry_fallback, "CompositeImplicitAutograd"),
+        (EMBEDDING_GATE_SCHEMA, embedding_gate_reference, "CompositeImplicitAutograd"),
+        (INVARIANT_READOUT_SCHEMA, invariant_readout_reference, "CompositeImplicitAutograd"),
+        (PAIR_VECTORS_SCHEMA, vectors_fallback, "CompositeImplicitAutograd"),
+        (RADIAL_MLP_SCHEMA, radial_mlp_reference, "CompositeImplicitAutograd"),
+    )
     _fallback_library = torch.library.Library("openmm_tensornet", "DEF")
-    _fallback_library.define(NEIGHBOR_PAIRS_SCHEMA)
-    _fallback_library.impl("neighbor_pairs", fallback, "CompositeExplicitAutograd")
-    _fallback_library.define(TENSOR_MESSAGES_SCHEMA)
-    # CompositeImplicitAutograd: autograd differentiates through the torch ops of the twin.
-    _fallback_library.impl("tensor_messages", messages_fallback, "CompositeImplicitAutograd")
-    _fallback_library.define(TENSOR_EMBEDDING_SCHEMA)
-    _fallback_library.impl("tensor_embedding", embedding_fallback, "CompositeImplicitAutograd")
-    _fallback_library.define(PAIR_CSR_SCHEMA)
-    _fallback_library.impl("pair_csr", csr_fallback, "CompositeExplicitAutograd")
-    _fallback_library.define(TENSOR_PRODUCT_SCHEMA)
-    _fallback_library.impl("tensor_product", product_fallback, "CompositeImplicitAutograd")
-    _fallback_library.define(TENSOR_INTERACTION_SCHEMA)
-    _fallback_library.impl("tensor_interaction", interaction_fallback, "CompositeImplicitAutograd")
-    _fallback_library.define(PAIR_GEOMETRY_SCHEMA)
-    _fallback_library.impl("pair_geometry", geometry_fallback, "CompositeImplicitAutograd")
-    _fallback_library.define(EMBEDDING_GATE_SCHEMA)
-    _fallback_library.impl("embedding_gate", embedding_gate_reference, "CompositeImplicitAutograd")
-    _fallback_library.define(INVARIANT_READOUT_SCHEMA)
-    _fallback_library.impl("invariant_readout", invariant_readout_reference, "CompositeImplicitAutograd")
-    _fallback_library.define(PAIR_VECTORS_SCHEMA)
-    _fallback_library.impl("pair_vectors", vectors_fallback, "CompositeImplicitAutograd")
-    _fallback_library.define(RADIAL_MLP_SCHEMA)
-    _fallback_library.impl("radial_mlp", radial_mlp_reference, "CompositeImplicitAutograd")
+    for schema, implementation, key in implementations:
+        _fallback_library.define(schema)
+        _fallback_library.impl(schema.split("(", 1)[0], implementation, key)
 
 
 def _register_search_fakes() -> None:
@@ -413,10 +408,10 @@ def _register_fakes() -> None:
         full = (n, 9, f)
         return [sums.new_empty(full), sums.new_empty(full), sums.new_empty((n, f)), sums.new_empty((n, 1)),
                 sums.new_empty((n, 1)), sums.new_empty((n, h)), sums.new_empty((n, h)), sums.new_empty((n, 3 * f)),
-                sums.new_empty((n, 3 * f)), sums.new_empty(full), sums.new_empty((9, f, f))]
+                sums.new_empty((n, 3 * f)), sums.new_empty(full)]
 
     @torch.library.register_fake("openmm_tensornet::embedding_gate_backward")
-    def _(grad, saved, norm_weight, norm_bias, weight1, weight2, activation):
+    def _(grad, saved, norm_weight, norm_bias, weight1, weight2, mix, activation):
         return grad.new_empty(grad.shape)
 
     @torch.library.register_fake("openmm_tensornet::invariant_readout")

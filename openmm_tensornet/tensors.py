@@ -12,6 +12,7 @@ slices. Matrix products go through the 3x3 form (:func:`to_matrix`, :func:`from_
 from __future__ import annotations
 
 import math
+from typing import List
 
 import torch
 from torch import Tensor
@@ -87,6 +88,12 @@ def symmetric_matrix(components: Tensor, basis_matrix: Tensor) -> Tensor:
     )
 
 
+def unit_vectors(vectors: Tensor, distances: Tensor) -> Tensor:
+    """``vectors [E, 3] / distances [E]``, and 0 where the distance is 0 (self-loops; padding rows have zero
+    vectors), not 0 / 0."""
+    return vectors / torch.where(distances > 0, distances, torch.ones_like(distances)).unsqueeze(-1)
+
+
 def edge_components(unit_vectors: Tensor) -> Tensor:
     """Components of the three edge tensors of a unit vector ``u``: ``[E, 3] -> [E, 9]``.
 
@@ -108,10 +115,12 @@ def edge_components(unit_vectors: Tensor) -> Tensor:
 
 
 def part_rows(parts: Tensor) -> Tensor:
-    """Per-part rows ``[3, ...]`` (I, A, S) -> per-component rows ``[9, ...]``; ``[9, ...]`` passes unchanged."""
+    """Per-part rows ``[3, ...]`` (I, A, S) -> per-component rows ``[9, ...]`` (any trailing shape); ``[9, ...]``
+    passes unchanged."""
     if parts.shape[0] == 9:
         return parts
-    return torch.cat((parts[0:1], parts[1:2].expand(3, -1, -1), parts[2:3].expand(5, -1, -1)), dim=0)
+    rows: List[Tensor] = [parts[0:1]] + [parts[1:2]] * 3 + [parts[2:3]] * 5
+    return torch.cat(rows, dim=0)
 
 
 def mix_parts(features: Tensor, weights: Tensor) -> Tensor:

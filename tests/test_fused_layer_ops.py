@@ -156,7 +156,7 @@ def test_pair_geometry_op_matches_the_twins(dtype, rbf_type, lower):
     """Radial basis, cutoff and edge components of one pass against radial.py and tensors.py, with gradients; rows
     at distance 0 (self-loops), beyond the cutoff and padding rows (zero vector, distance = cutoff) included."""
     from openmm_tensornet.radial import CosineCutoff, make_rbf
-    from openmm_tensornet.tensors import edge_components
+    from openmm_tensornet.tensors import edge_components, unit_vectors
 
     upper = 4.0
     generator = torch.Generator().manual_seed(7)
@@ -179,8 +179,7 @@ def test_pair_geometry_op_matches_the_twins(dtype, rbf_type, lower):
         if use_op:
             outputs = torch.ops.openmm_tensornet.pair_geometry(v, d, means, betas, lower, upper, rbf_type)[:3]
         else:
-            unit = v / torch.where(d > 0, d, torch.ones_like(d)).unsqueeze(-1)
-            outputs = (rbf_module(d), CosineCutoff(lower, upper)(d), edge_components(unit))
+            outputs = (rbf_module(d), CosineCutoff(lower, upper)(d), edge_components(unit_vectors(v, d)))
         projections = [torch.randn(o.shape, generator=torch.Generator().manual_seed(i), dtype=dtype)
                        for i, o in enumerate(outputs)]
         sum((o * w).sum() for o, w in zip(outputs, projections)).backward()

@@ -24,6 +24,12 @@ inline at::Tensor expand_parts(const at::Tensor& parts, int64_t dim) {
     return out;
 }
 
+// Per-part rows [3, ...], or rows already per component [9, ...] (such as TensorNet.freeze_for_inference's
+// constants) -> contiguous per-component rows [9, ...].
+inline at::Tensor component_rows(const at::Tensor& rows) {
+    return rows.size(0) == 9 ? rows.contiguous() : expand_parts(rows, 0);
+}
+
 // [N, 9, F] per-component values -> [N, 3, F] sums over each part's components (the transpose of expand_parts).
 inline at::Tensor sum_parts(const at::Tensor& components) {
     std::vector<at::Tensor> sums;

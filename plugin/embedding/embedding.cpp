@@ -54,7 +54,8 @@ void check_arguments(const at::Tensor& sums, const at::Tensor& loop, const at::T
     }
 }
 
-// Forward results: {out, features, squares, mean, rstd, pre1, hidden, pre2, gates, mixed, mix9}.
+// Forward results: {out, features, squares, mean, rstd, pre1, hidden, pre2, gates, mixed} (the backward takes the
+// weights again).
 std::vector<at::Tensor> embedding_gate_forward(const at::Tensor& sums, const at::Tensor& loop,
                                                const at::Tensor& norm_weight, const at::Tensor& norm_bias,
                                                double eps, const at::Tensor& weight1, const at::Tensor& bias1,
@@ -71,22 +72,20 @@ std::vector<at::Tensor> embedding_gate_forward(const at::Tensor& sums, const at:
     at::Tensor hidden = activate(pre1, activation);
     at::Tensor pre2 = at::addmm(bias2, hidden, weight2.t());
     at::Tensor gates = activate(pre2, activation);
-    // [9, F_out, F]; a copy even when given per component (an output of the op must not alias an input)
-    at::Tensor mix9 = mix.size(0) == 9 ? mix.clone(at::MemoryFormat::Contiguous) : expand_parts(mix, 0);
+    const at::Tensor mix9 = component_rows(mix);  // [9, F_out, F]
     at::Tensor mixed = at::bmm(features.transpose(0, 1), mix9.transpose(1, 2)).transpose(0, 1).contiguous();
     at::Tensor out = mixed * expand_parts(gates.view({n, 3, f}), 1);
-    return {out, features, squares, mean, rstd, pre1, hidden, pre2, gates, mixed, mix9};
+    return {out, features, squares, mean, rstd, pre1, hidden, pre2, gates, mixed};
 }
 
 at::Tensor embedding_gate_backward(const at::Tensor& grad_in, at::TensorList saved, const at::Tensor& norm_weight,
                                    const at::Tensor& norm_bias, const at::Tensor& weight1, const at::Tensor& weight2,
-                                   c10::string_view activation_name) {
-    TORCH_CHECK(saved.size() == 10, "embedding_gate_backward: expected the 10 saved tensors of the forward; got ",
+                                   const at::Tensor& mix, c10::string_view activation_name) {
+    TORCH_CHECK(saved.size() == 9, "embedding_gate_backward: expected the 9 saved tensors of the forward; got ",
                 saved.size());
     const std::string activation(activation_name);
     const at::Tensor &features = saved[0], &squares = saved[1], &mean = saved[2], &rstd = saved[3],
-                     &pre1 = saved[4], &hidden = saved[5], &pre2 = saved[6], &gates = saved[7], &mixed = saved[8],
-                     &mix9 = saved[9];
+                     &pre1 = saved[4], &hidden = saved[5], &pre2 = saved[6], &gates = saved[7], &mixed = saved[8];
     const at::Tensor grad = grad_in.contiguous();
     const int64_t n = features.size(0), f = features.size(2);
     at::Tensor grad_mixed = grad * expand_parts(gates.view({n, 3, f}), 1);
@@ -96,7 +95,7 @@ at::Tensor embedding_gate_backward(const at::Tensor& grad_in, at::TensorList sav
     at::Tensor grad_normed = grad_pre1.mm(weight1);
     at::Tensor grad_squares = std::get<0>(at::native_layer_norm_backward(
         grad_normed, squares, {f}, mean, rstd, norm_weight, norm_bias, {true, false, false}));
-    at::Tensor grad_features = at::bmm(grad_mixed.transpose(0, 1), mix9).transpose(0, 1).contiguous();
+    at::Tensor grad_features = at::bmm(grad_mixed.transpose(0, 1), component_rows(mix)).transpose(0, 1).contiguous();
     return grad_features.addcmul_(features, grad_squares.unsqueeze(1), 2.0);
 }
 
@@ -127,8 +126,8 @@ class EmbeddingGate : public torch::autograd::Function<EmbeddingGate> {
                              .typed<decltype(embedding_gate_forward)>();
         std::vector<at::Tensor> results =
             op.call(sums, loop, norm_weight, norm_bias, eps, weight1, bias1, weight2, bias2, activation, mix);
-        std::vector<at::Tensor> saved(results.begin() + 1, results.begin() + 11);
-        saved.insert(saved.end(), {norm_weight, norm_bias, weight1, weight2});
+        std::vector<at::Tensor> saved(results.begin() + 1, results.end());
+        saved.insert(saved.end(), {norm_weight, norm_bias, weight1, weight2, mix});
         ctx->save_for_backward(saved);
         ctx->saved_data["activation"] = activation;
         return results[0];
@@ -143,9 +142,9 @@ class EmbeddingGate : public torch::autograd::Function<EmbeddingGate> {
         static auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("openmm_tensornet::embedding_gate_backward", "")
                              .typed<decltype(embedding_gate_backward)>();
-        const std::vector<at::Tensor> saved(v.begin(), v.begin() + 10);
+        const std::vector<at::Tensor> saved(v.begin(), v.begin() + 9);
         at::Tensor grad_sums =
-            op.call(grads[0], saved, v[10], v[11], v[12], v[13], ctx->saved_data["activation"].toStringRef());
+            op.call(grads[0], saved, v[9], v[10], v[11], v[12], v[13], ctx->saved_data["activation"].toStringRef());
         torch::autograd::variable_list result(11);
         result[0] = grad_sums;
         return result;
@@ -168,7 +167,7 @@ TORCH_LIBRARY_FRAGMENT(openmm_tensornet, m) {
     m.def("embedding_gate_forward(Tensor sums, Tensor loop, Tensor norm_weight, Tensor norm_bias, float eps, "
           "Tensor weight1, Tensor bias1, Tensor weight2, Tensor bias2, str activation, Tensor mix) -> Tensor[]");
     m.def("embedding_gate_backward(Tensor grad, Tensor[] saved, Tensor norm_weight, Tensor norm_bias, "
-          "Tensor weight1, Tensor weight2, str activation) -> Tensor");
+          "Tensor weight1, Tensor weight2, Tensor mix, str activation) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(openmm_tensornet, CompositeExplicitAutograd, m) {

@@ -34,8 +34,8 @@ struct Basis {
 };
 
 Basis make_basis(const std::string& rbf_type, double lower, double upper) {
-    TORCH_CHECK(rbf_type == "expnorm" || rbf_type == "gauss", "pair_geometry: rbf_type must be 'expnorm' or 'gauss'; got '",
-                rbf_type, "'");
+    TORCH_CHECK(rbf_type == "expnorm" || rbf_type == "gauss",
+                "pair_geometry: rbf_type must be 'expnorm' or 'gauss'; got '", rbf_type, "'");
     TORCH_CHECK(0 <= lower && lower < upper, "pair_geometry: need 0 <= lower < upper; got lower = ", lower,
                 ", upper = ", upper);
     return {rbf_type == "gauss", lower, upper, 5.0 / (upper - lower)};
@@ -187,7 +187,8 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_rbf_in, c
     const auto vectors = vectors_in.contiguous(), distances = distances_in.contiguous();
     const auto rbf_slope = rbf_slope_in.contiguous(), cutoff_slope = cutoff_slope_in.contiguous();
     const int64_t p = vectors.size(0), k = rbf_slope.size(1);
-    const bool has_rbf = grad_rbf_in.defined(), has_cutoff = grad_cutoff_in.defined(), has_edge = grad_edge_in.defined();
+    const bool has_rbf = grad_rbf_in.defined(), has_cutoff = grad_cutoff_in.defined();
+    const bool has_edge = grad_edge_in.defined();
     const auto grad_rbf = has_rbf ? grad_rbf_in.contiguous() : grad_rbf_in;
     const auto grad_cutoff = has_cutoff ? grad_cutoff_in.contiguous() : grad_cutoff_in;
     const auto grad_edge = has_edge ? grad_edge_in.contiguous() : grad_edge_in;

@@ -72,12 +72,6 @@ void check_arguments(const at::Tensor& features, const at::Tensor& radial, const
                 pairs.sizes());
 }
 
-// Per-part rows [3, ...] -> contiguous per-component rows [9, ...] (component k takes part(k)).
-// Rows that are already per component ([9, ...], e.g. TensorNet.freeze_for_inference's constants) pass unchanged.
-at::Tensor per_component(const at::Tensor& parts) {
-    return parts.size(0) == 9 ? parts.contiguous() : expand_parts(parts, 0);
-}
-
 // out[:, k, :] = x[:, k, :] @ weights[k] for per-component matrices ``weights [9, F, F_out]``: one batched product
 // over the components, then back to the [N, 9, F_out] layout.
 at::Tensor mix(const at::Tensor& x, const at::Tensor& weights) {
@@ -95,9 +89,6 @@ at::Tensor normalise_backward(const at::Tensor& grad, const at::Tensor& y, const
     at::Tensor dot = (grad * y).sum(1, /*keepdim=*/true);
     return (grad / denominator).addcmul_(y, dot, -2.0);
 }
-
-// The self-loop weights per component, [9, F].
-at::Tensor expand_loop(const at::Tensor& loop) { return per_component(loop); }
 
 // The CPU passes of interaction_cpu.cpp, unless OPENMM_TENSORNET_GENERIC_OPS=1 asks for the ATen composition that
 // other devices use (the tests run both on the CPU).
@@ -120,9 +111,9 @@ Saved forward_pass(const at::Tensor& features_in, const at::Tensor& radial, cons
     const at::Tensor features = features_in.contiguous();
     const bool fused = fused_passes(features);
     Saved s;
-    s.mix_in = per_component(mix_in);  // [9, F_out, F]
-    s.mix_out = per_component(mix_out);
-    s.loop = expand_loop(loop);  // [9, F]
+    s.mix_in = component_rows(mix_in);  // [9, F_out, F]
+    s.mix_out = component_rows(mix_out);
+    s.loop = component_rows(loop);  // [9, F]
     s.factor = charge_factor.contiguous();
     const at::Tensor factor = s.factor.view({-1, 1, 1});
     std::tie(s.normalised, s.denominator) = fused ? normalise_cpu(features) : normalise(features);
@@ -218,7 +209,7 @@ std::tuple<at::Tensor, at::Tensor> tensor_interaction_backward(
     TORCH_CHECK(saved.size() == 7, "tensor_interaction_backward: expected the 7 saved tensors of "
                 "tensor_interaction_forward; got ", saved.size());
     Saved s;
-    s.mix_in = per_component(mix_in), s.mix_out = per_component(mix_out), s.loop = expand_loop(loop);
+    s.mix_in = component_rows(mix_in), s.mix_out = component_rows(mix_out), s.loop = component_rows(loop);
     s.factor = charge_factor.contiguous(), s.normalised = saved[0], s.denominator = saved[1], s.mixed = saved[2];
     s.messages = saved[3], s.product = saved[4], s.product_denominator = saved[5], s.update = saved[6];
     return backward_pass(grad, s, radial.contiguous(), pairs, first_ptr, second_order, second_ptr, so3, true);

@@ -74,6 +74,16 @@ inline void product(const Block<T>& a, const Block<T>& b, Block<T>& out, int w) 
         }
 }
 
+// out = g . b^T + b^T . g (scratch: workspace): d <g, b . b> / db, and both two-sided terms of the O(3)
+// combination's backward.
+template <typename T>
+inline void sandwich(const Block<T>& g, const Block<T>& b, Block<T>& out, Block<T>& scratch, int w) {
+    product<T, false, true>(g, b, out, w);
+    product<T, true, false>(b, g, scratch, w);
+    for (int k = 0; k < 9; ++k)
+        for (int x = 0; x < w; ++x) out[k][x] += scratch[k][x];
+}
+
 template <typename T>
 inline void normalise_row(const T* x, T* y, T* denominator, int64_t f) {
     for (int64_t c = 0; c < f; ++c) denominator[c] = 1;
@@ -166,16 +176,10 @@ inline void combine_backward_row(const T* grad, const T* normalised, const T* de
             to_components(a, gmix, w);
             product<T, true, false>(ym, gm, a, w);
             to_components(a, gmsg, w);
-        } else {  // C = c (M Y + Y M): dM = G Y^T + Y^T G, dY = M^T G + G M^T
-            product<T, false, true>(gm, ym, a, w);
-            product<T, true, false>(ym, gm, b, w);
-            for (int k = 0; k < 9; ++k)
-                for (int x = 0; x < w; ++x) a[k][x] += b[k][x];
+        } else {  // C = c (M Y + Y M): dM = G Y^T + Y^T G, dY = G M^T + M^T G
+            sandwich(gm, ym, a, b, w);
             to_components(a, gmsg, w);
-            product<T, true, false>(mm, gm, a, w);
-            product<T, false, true>(gm, mm, b, w);
-            for (int k = 0; k < 9; ++k)
-                for (int x = 0; x < w; ++x) a[k][x] += b[k][x];
+            sandwich(gm, mm, a, b, w);
             to_components(a, gmix, w);
         }
         for (int k = 0; k < 9; ++k)
@@ -210,10 +214,7 @@ inline void finish_backward_row(const T* grad, const T* update, T factor, T* out
         load(update + c0, f, w, u);
         to_matrix(g, gm, w);
         to_matrix(u, um, w);
-        product<T, false, true>(gm, um, a, w);
-        product<T, true, false>(um, gm, b, w);
-        for (int k = 0; k < 9; ++k)
-            for (int x = 0; x < w; ++x) a[k][x] += b[k][x];
+        sandwich(gm, um, a, b, w);  // d <G, U U> / dU
         to_components(a, d, w);
         for (int k = 0; k < 9; ++k)
             for (int x = 0; x < w; ++x) out[k * f + c0 + x] = g[k][x] + factor * d[k][x];
