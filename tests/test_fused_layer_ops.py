@@ -383,3 +383,17 @@ def test_layer_op_takes_weights_per_component(implementation):
         results.append((out.detach(), x.grad, w.grad))
     for actual, expected, what in zip(results[0], results[1], ("output", "features gradient", "radial gradient")):
         assert torch.equal(actual, expected), what
+
+
+def test_backward_ops_refuse_mismatched_inputs():
+    """The backward-only ops are public too: inputs that do not fit give an error, never an out-of-bounds write."""
+    vectors, distances = torch.rand(4, 3), torch.rand(4)
+    with pytest.raises(RuntimeError, match="pair_vectors_backward: pair 0 indexes beyond the 2 atoms"):
+        torch.ops.openmm_tensornet.pair_vectors_backward(vectors, distances, vectors, distances,
+                                                         torch.tensor([[3, 0, 1, 0], [0, 1, 0, 1]]), 2)
+    with pytest.raises(RuntimeError, match=r"pair_vectors_backward: expected indices int64 \[2, P\]"):
+        torch.ops.openmm_tensornet.pair_vectors_backward(vectors, distances, vectors, distances[:3],
+                                                         torch.zeros(2, 4, dtype=torch.long), 2)
+    with pytest.raises(RuntimeError, match=r"pair_geometry_backward: grad_edge must have shape \[4, 9\]"):
+        torch.ops.openmm_tensornet.pair_geometry_backward(None, None, torch.rand(4, 8), vectors, distances,
+                                                          torch.rand(4, 5), torch.rand(4))

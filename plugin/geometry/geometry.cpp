@@ -184,9 +184,24 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_rbf_in, c
                                                 const at::Tensor& grad_edge_in, const at::Tensor& vectors_in,
                                                 const at::Tensor& distances_in, const at::Tensor& rbf_slope_in,
                                                 const at::Tensor& cutoff_slope_in) {
+    const int64_t p = vectors_in.size(0);
+    TORCH_CHECK(vectors_in.dim() == 2 && vectors_in.size(1) == 3 && distances_in.sizes() == at::IntArrayRef({p}) &&
+                    rbf_slope_in.dim() == 2 && rbf_slope_in.size(0) == p &&
+                    cutoff_slope_in.sizes() == distances_in.sizes(),
+                "pair_geometry_backward: expected vectors [P, 3], distances [P], rbf_slope [P, K] and cutoff_slope [P] "
+                "as pair_geometry returns them; got ", vectors_in.sizes(), ", ", distances_in.sizes(), ", ",
+                rbf_slope_in.sizes(), ", ", cutoff_slope_in.sizes());
+    const int64_t k = rbf_slope_in.size(1);
+    for (const auto* g : {&grad_rbf_in, &grad_cutoff_in, &grad_edge_in})
+        TORCH_CHECK(!g->defined() || g->size(0) == p, "pair_geometry_backward: every gradient must have P = ", p,
+                    " rows; got ", g->sizes());
+    TORCH_CHECK(!grad_rbf_in.defined() || grad_rbf_in.sizes() == rbf_slope_in.sizes(),
+                "pair_geometry_backward: grad_rbf must have shape ", rbf_slope_in.sizes(), "; got ",
+                grad_rbf_in.sizes());
+    TORCH_CHECK(!grad_edge_in.defined() || grad_edge_in.sizes() == at::IntArrayRef({p, 9}),
+                "pair_geometry_backward: grad_edge must have shape [", p, ", 9]; got ", grad_edge_in.sizes());
     const auto vectors = vectors_in.contiguous(), distances = distances_in.contiguous();
     const auto rbf_slope = rbf_slope_in.contiguous(), cutoff_slope = cutoff_slope_in.contiguous();
-    const int64_t p = vectors.size(0), k = rbf_slope.size(1);
     const bool has_rbf = grad_rbf_in.defined(), has_cutoff = grad_cutoff_in.defined();
     const bool has_edge = grad_edge_in.defined();
     const auto grad_rbf = has_rbf ? grad_rbf_in.contiguous() : grad_rbf_in;
@@ -343,6 +358,14 @@ at::Tensor pair_vectors_backward_cpu(const std::optional<at::Tensor>& grad_vecto
     const auto indices = indices_in.contiguous();
     const bool has_v = grad_vectors_in.has_value() && grad_vectors_in->defined();
     const bool has_d = grad_distances_in.has_value() && grad_distances_in->defined();
+    TORCH_CHECK(indices.dim() == 2 && indices.size(0) == 2 && indices.scalar_type() == at::kLong &&
+                    vectors.sizes() == at::IntArrayRef({indices.size(1), 3}) &&
+                    distances.sizes() == at::IntArrayRef({indices.size(1)}) && num_atoms >= 0,
+                "pair_vectors_backward: expected indices int64 [2, P], vectors [P, 3], distances [P] and num_atoms >= "
+                "0; got ", indices.sizes(), ", ", vectors.sizes(), ", ", distances.sizes(), ", ", num_atoms);
+    TORCH_CHECK((!has_v || grad_vectors_in->sizes() == vectors.sizes()) &&
+                    (!has_d || grad_distances_in->sizes() == distances.sizes()),
+                "pair_vectors_backward: the gradients must have the shapes of vectors and distances");
     const auto grad_vectors = has_v ? grad_vectors_in->contiguous() : at::Tensor();
     const auto grad_distances = has_d ? grad_distances_in->contiguous() : at::Tensor();
     const int64_t p = indices.size(1);
@@ -357,6 +380,8 @@ at::Tensor pair_vectors_backward_cpu(const std::optional<at::Tensor>& grad_vecto
         for (int64_t q = 0; q < p; ++q) {  // serial: pairs share atoms
             const int64_t i = first[q], j = second[q];
             if (i < 0 || j < 0) continue;
+            TORCH_CHECK(i < num_atoms && j < num_atoms, "pair_vectors_backward: pair ", q, " indexes beyond the ",
+                        num_atoms, " atoms");
             const scalar_t radial = (gd && d[q] > 0) ? gd[q] / d[q] : scalar_t(0);
             for (int a = 0; a < 3; ++a) {
                 const scalar_t value = (gv ? gv[3 * q + a] : scalar_t(0)) + radial * v[3 * q + a];
