@@ -52,6 +52,7 @@ def model_from_checkpoint(
     length_unit: Optional[str] = None,
     torchmdnet_warp: Optional[bool] = None,
     torchmdnet_old_layout: Optional[bool] = None,
+    remove_ref_energy: Optional[bool] = None,
 ) -> TensorNet:
     """Build a :class:`TensorNet` from an already-read checkpoint dictionary (either format).
 
@@ -59,7 +60,8 @@ def model_from_checkpoint(
     """
     if is_torchmdnet_checkpoint(checkpoint):
         hparams = convert_hyper_parameters(checkpoint["hyper_parameters"], checkpoint["state_dict"])
-        state_dict = convert_state_dict(checkpoint, hparams, torchmdnet_warp, torchmdnet_old_layout)
+        state_dict = convert_state_dict(checkpoint, hparams, torchmdnet_warp, torchmdnet_old_layout,
+                                        remove_ref_energy)
     elif isinstance(checkpoint, dict) and checkpoint.get("format") == FORMAT_NAME:
         version = checkpoint.get("format_version")
         if version != FORMAT_VERSION:
@@ -97,6 +99,7 @@ def load_model(
     length_unit: Optional[str] = None,
     torchmdnet_warp: Optional[bool] = None,
     torchmdnet_old_layout: Optional[bool] = None,
+    remove_ref_energy: Optional[bool] = None,
 ) -> TensorNet:
     """Load a TensorNet from our checkpoint or from a torchmd-net TensorNet ``.ckpt``, in eval mode.
 
@@ -116,6 +119,10 @@ def load_model(
     torchmdnet_old_layout : bool, optional
         Force (True) or forbid (False) the pre-3.0 ``[N, F, 3, 3]`` weight layout; by default it is detected from
         the ``check_errors`` hyper-parameter, as torchmd-net does.
+    remove_ref_energy : bool, optional
+        torchmd-net checkpoints trained with ``remove_ref_energy`` (energies minus atomic references, an Atomref
+        prior added with ``enable=False``): False switches that prior on, so the model predicts total energies, as
+        torchmd-net's and openmm-ml's ``remove_ref_energy=False`` do. Default: the priors as stored.
 
     Examples
     --------
@@ -127,7 +134,8 @@ def load_model(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*weights_only.*")
         checkpoint = _read(path)
-    model = model_from_checkpoint(checkpoint, energy_unit, length_unit, torchmdnet_warp, torchmdnet_old_layout)
+    model = model_from_checkpoint(checkpoint, energy_unit, length_unit, torchmdnet_warp, torchmdnet_old_layout,
+                                  remove_ref_energy)
     return model.to(device) if device is not None else model
 
 

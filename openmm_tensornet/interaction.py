@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from .messages import PairIndex, tensor_messages, tensor_messages_reference, tensor_product, tensor_product_reference
 from .radial import radial_mlp_reference
-from .tensors import basis, mix_parts, part_rows, squared_norm
+from .tensors import basis, expand_parts, mix_parts, part_rows, squared_norm
 
 
 class Interaction(nn.Module):
@@ -20,6 +20,10 @@ class Interaction(nn.Module):
     the sum includes the self-loop ``j = i`` at distance 0); ``C = (1 + 0.1 q) (Y M + M Y)`` for O(3),
     ``C = 2 Y M`` for SO(3); ``C``'s parts divided by ``|C|^2 + 1`` and mixed again into ``dX``;
     ``X <- X + dX + (1 + 0.1 q) dX dX``. ``q`` is the molecule's total charge.
+
+    With ``charge_channels > 0`` (torchmd-net's ``tensornet2``) the radial MLP also takes the predicted charges of
+    the receiving and the sending atom (``[rbf, q_i, q_j]``), so the weights of a pair differ by direction, and the
+    total-charge factors are 1 (the charges carry the total charge instead).
     """
 
     def __init__(
@@ -29,14 +33,16 @@ class Interaction(nn.Module):
         activation: str,
         equivariance_group: str,
         dtype: torch.dtype,
+        charge_channels: int = 0,
     ):
         super().__init__()
+        self.charge_channels = charge_channels
         self.activation_name = activation  # a name of choices.Activation (the radial MLP takes it by name)
         f = hidden_channels
         self.hidden_channels = f
         self.so3 = equivariance_group == "SO(3)"
         self.radial_mlp = nn.ModuleList(
-            [nn.Linear(num_rbf, f, dtype=dtype), nn.Linear(f, 2 * f, dtype=dtype), nn.Linear(2 * f, 3 * f, dtype=dtype)]
+            [nn.Linear(num_rbf + 2 * charge_channels, f, dtype=dtype), nn.Linear(f, 2 * f, dtype=dtype), nn.Linear(2 * f, 3 * f, dtype=dtype)]
         )
         self.mix_in = nn.ModuleList([nn.Linear(f, f, bias=False, dtype=dtype) for _ in range(3)])
         self.mix_out = nn.ModuleList([nn.Linear(f, f, bias=False, dtype=dtype) for _ in range(3)])
@@ -51,7 +57,8 @@ class Interaction(nn.Module):
     def freeze(self, rbf_zero: Tensor, cutoff_zero: Tensor) -> None:
         """Store the inference constants (frozen weights only; cleared by ``unfreeze``)."""
         with torch.no_grad():
-            self.frozen_loop = part_rows(self.radial_weights(rbf_zero, cutoff_zero, False)[0]).contiguous()  # [9, F]
+            if self.charge_channels == 0:  # with charges the self-loop weights depend on them
+                self.frozen_loop = part_rows(self.radial_weights(rbf_zero, cutoff_zero, False)[0]).contiguous()
             mix_in, mix_out = self.mix_weights()
             self.frozen_mix_in = part_rows(mix_in).contiguous()  # per component, [9, F, F]
             self.frozen_mix_out = part_rows(mix_out).contiguous()
@@ -82,11 +89,15 @@ class Interaction(nn.Module):
 
     def forward(
         self, features: Tensor, pairs: Tensor, index: PairIndex, cutoff: Tensor, rbf: Tensor, rbf_zero: Tensor,
-        cutoff_zero: Tensor, charge_factor: Tensor, compiled: bool,
+        cutoff_zero: Tensor, charge_factor: Tensor, compiled: bool, charges: Optional[Tensor] = None,
     ) -> Tensor:
         """``cutoff [P]``: the cosine cutoff of the pair distances; ``rbf_zero``, ``cutoff_zero``: both at distance
-        0 (the self-loop). ``compiled``: the compiled ops (the whole layer is one op when the weights are frozen)."""
+        0 (the self-loop). ``compiled``: the compiled ops (the whole layer is one op when the weights are frozen).
+        ``charges [N, q]``: the predicted charge channels (``charge_channels > 0`` only)."""
         frozen = compiled and not self.radial_mlp[0].weight.requires_grad
+        if charges is not None:
+            return self._forward_with_charges(features, pairs, index, cutoff, rbf, rbf_zero, cutoff_zero,
+                                              charge_factor, compiled, frozen, charges)
         radial = self.radial_weights(rbf, cutoff, frozen)
         if frozen and self.frozen_loop.numel() > 0 and not self.mix_in[0].weight.requires_grad:
             loop, mix_in, mix_out = self.frozen_loop, self.frozen_mix_in, self.frozen_mix_out
@@ -101,10 +112,28 @@ class Interaction(nn.Module):
         return interaction_reference(features, radial, loop, charge_factor, mix_in, mix_out, pairs, index, self.so3,
                                      self.basis_matrix, compiled)
 
+    def _forward_with_charges(
+        self, features: Tensor, pairs: Tensor, index: PairIndex, cutoff: Tensor, rbf: Tensor, rbf_zero: Tensor,
+        cutoff_zero: Tensor, charge_factor: Tensor, compiled: bool, frozen: bool, charges: Tensor,
+    ) -> Tensor:
+        first, second = charges.index_select(0, pairs[0]), charges.index_select(0, pairs[1])
+        to_first = self.radial_weights(torch.cat((rbf, first, second), dim=1), cutoff, frozen)
+        to_second = self.radial_weights(torch.cat((rbf, second, first), dim=1), cutoff, frozen)
+        num_atoms = charges.shape[0]
+        loop_input = torch.cat((rbf_zero.expand(num_atoms, -1), charges, charges), dim=1)
+        loop = self.radial_weights(loop_input, cutoff_zero.expand(num_atoms), frozen)  # [N, 3, F], per atom
+        if frozen and self.frozen_mix_in.numel() > 0 and not self.mix_in[0].weight.requires_grad:
+            mix_in, mix_out = self.frozen_mix_in, self.frozen_mix_out
+        else:
+            mix_in, mix_out = self.mix_weights()
+        return interaction_reference(features, to_first, loop, charge_factor, mix_in, mix_out, pairs, index, self.so3,
+                                     self.basis_matrix, compiled, to_second)
+
 
 def interaction_reference(
     features: Tensor, radial: Tensor, loop: Tensor, charge_factor: Tensor, mix_in: Tensor, mix_out: Tensor,
     pairs: Tensor, index: PairIndex, so3: bool, basis_matrix: Tensor, compiled: bool,
+    reverse_radial: Optional[Tensor] = None,
 ) -> Tensor:
     """One interaction layer in plain torch, the twin of ``torch.ops.openmm_tensornet.tensor_interaction``.
 
@@ -113,15 +142,19 @@ def interaction_reference(
     matrices (``loop``, ``mix_in`` and ``mix_out`` may also be given per component: ``[9, F]``, ``[9, F, F]``),
     ``pairs [2, P]`` the half list (padding rows index 0) and ``index`` its raw form with CSR indices. ``compiled``
     uses the compiled message and product ops, which give first derivatives only; otherwise everything is twice
-    differentiable.
+    differentiable. ``reverse_radial [P, 3, F]``: the weights of the messages to each pair's second atom where they
+    differ by direction; ``loop`` is then per atom, ``[N, 3, F]``.
     """
     features = features / (squared_norm(features) + 1.0).unsqueeze(1)
     mixed = mix_parts(features, mix_in)
-    if compiled:
-        message = tensor_messages(radial, mixed, index)
+    if reverse_radial is not None:
+        message = tensor_messages_reference(radial, mixed, pairs, reverse_radial) + expand_parts(loop) * mixed
     else:
-        message = tensor_messages_reference(radial, mixed, pairs)
-    message = message + part_rows(loop).unsqueeze(0) * mixed
+        if compiled:
+            message = tensor_messages(radial, mixed, index)
+        else:
+            message = tensor_messages_reference(radial, mixed, pairs)
+        message = message + part_rows(loop).unsqueeze(0) * mixed
 
     factor = charge_factor[:, None, None]
     if so3:

@@ -15,7 +15,7 @@ differentiable, used for training and as the test oracle. :func:`tensor_embeddin
 
 from __future__ import annotations
 
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -65,13 +65,18 @@ def tensor_messages(weights: Tensor, features: Tensor, index: PairIndex) -> Tens
     )
 
 
-def tensor_messages_reference(weights: Tensor, features: Tensor, pairs: Tensor) -> Tensor:
-    """The pure-torch twin of :func:`tensor_messages` (padding rows must carry zero weights)."""
+def tensor_messages_reference(weights: Tensor, features: Tensor, pairs: Tensor,
+                              reverse_weights: Optional[Tensor] = None) -> Tensor:
+    """The pure-torch twin of :func:`tensor_messages` (padding rows must carry zero weights).
+
+    ``reverse_weights [P, 3, F]``: the weights of the messages to each pair's second atom where they differ from
+    those to its first (charge-dependent filters, see :mod:`openmm_tensornet.charge_equilibration`)."""
     expanded = expand_parts(weights)  # [P, 9, F]
+    reverse = expanded if reverse_weights is None else expand_parts(reverse_weights)
     first = pairs[0].clamp(min=0)
     second = pairs[1].clamp(min=0)
     out = torch.zeros_like(features).index_add(0, first, expanded * features.index_select(0, second))
-    return out.index_add(0, second, expanded * features.index_select(0, first))
+    return out.index_add(0, second, reverse * features.index_select(0, first))
 
 
 def _parity(like: Tensor) -> Tensor:

@@ -8,12 +8,16 @@ import torch
 from torch import Tensor, nn
 
 from .choices import Activation, EnergyUnit, EquivarianceGroup, LengthUnit, RBFType, dtype_name, parse_choice, parse_dtype
+from .charge_equilibration import ChargePredictor
+from .coulomb import PredictedChargeCoulomb
+from .dispersion import D2Prior
 from .embedding import TensorEmbedding, scatter_sum
 from .heads import MLP, DipoleHead, PolarizabilityHead, invariant_readout_reference
 from .interaction import Interaction
 from .neighbors import box_problem, neighbor_pairs, nonfinite_positions_problem
 from .messages import pair_index
 from .radial import CosineCutoff, make_rbf
+from .repulsion import ZBLPrior, ZBLRepulsion
 from .tensors import basis, edge_components, skew_vector, symmetric_matrix, unit_vectors
 
 
@@ -23,7 +27,8 @@ class TensorNetOutput(NamedTuple):
     energy: Tensor  # [M] total energy of each molecule
     atom_energy: Tensor  # [N] per-atom energies; they sum to ``energy`` molecule by molecule
     forces: Optional[Tensor]  # [N, 3] -dE/dr, when ``compute_forces=True``
-    charges: Optional[Tensor]  # [N] atomic charges (e) of the dipole head, summing to each total charge
+    charges: Optional[Tensor]  # [N] atomic charges (e) of the dipole head or of charge equilibration; they sum to
+    # each molecule's total charge
     dipole: Optional[Tensor]  # [M, 3] dipole moment (e * length), when the model has a dipole head
     polarizability: Optional[Tensor]  # [M, 3, 3] symmetric polarisability (length^3), with that head
 
@@ -73,6 +78,25 @@ class TensorNet(nn.Module):
         Parameter precision; inputs must use the same.
     energy_unit, length_unit : str
         Units of the training data, stored for export (defaults eV and angstrom).
+    elements : list of int, optional
+        The atomic numbers the model was trained on; others are refused.
+    charge_channels : int
+        ``q`` > 0: torchmd-net's ``tensornet2`` (``q_dim``): ``q`` charge channels per atom predicted after the
+        embedding and after every layer, equilibrated to the total charge, and fed to the next layer's radial
+        filters (see :mod:`openmm_tensornet.charge_equilibration`). The total-charge factors ``1 + 0.1 q`` are
+        then 1.
+    coulomb_weights : list of lists of float, optional
+        With ``charge_channels``: add the damped Coulomb energy of the predicted charges (one list of ``q`` channel
+        weights per prediction, ``num_layers + 1`` lists; :class:`openmm_tensornet.coulomb.PredictedChargeCoulomb`).
+    coulomb_cutoff : float, optional
+        That Coulomb term within this distance with a reaction field (``coulomb_epsilon``); None: all pairs of a
+        molecule, no periodic box.
+    repulsion : bool
+        Add TensorNet2's ZBL repulsion on the model's pairs (:class:`openmm_tensornet.repulsion.ZBLRepulsion`).
+    zbl_prior, d2_prior : dict, optional
+        torchmd-net's ``ZBL`` and ``D2`` priors: ``cutoff_distance`` (data units), ``distance_scale`` (m per unit),
+        ``energy_scale`` (J per unit), and ``atomic_number`` (ZBL) or ``num_types`` and ``num_elements`` (D2,
+        whose tables come with the weights).
 
     Examples
     --------
@@ -104,6 +128,13 @@ class TensorNet(nn.Module):
         energy_unit: EnergyUnit = "eV",
         length_unit: LengthUnit = "angstrom",
         elements: Optional[List[int]] = None,
+        charge_channels: int = 0,
+        coulomb_weights: Optional[List[List[float]]] = None,
+        coulomb_cutoff: Optional[float] = None,
+        coulomb_epsilon: float = 78.3,
+        repulsion: bool = False,
+        zbl_prior: Optional[Dict[str, Any]] = None,
+        d2_prior: Optional[Dict[str, Any]] = None,
     ):
         super().__init__()
         torch_dtype = parse_dtype(dtype)
@@ -117,6 +148,17 @@ class TensorNet(nn.Module):
         _check_int("num_rbf", num_rbf, 2)
         _check_int("max_z", max_z, 2)
         _check_int("energy_head_hidden_layers", energy_head_hidden_layers, 0)
+        _check_int("charge_channels", charge_channels, 0)
+        if coulomb_weights is not None:
+            shape_ok = (charge_channels > 0 and len(coulomb_weights) == num_layers + 1
+                        and all(len(row) == charge_channels for row in coulomb_weights))
+            if not shape_ok:
+                raise ValueError(f"coulomb_weights needs charge_channels > 0 and num_layers + 1 = {num_layers + 1} "
+                                 f"lists of charge_channels = {charge_channels} weights each; got {coulomb_weights}.")
+            if sum(float(w) for row in coulomb_weights for w in row) == 0.0:
+                raise ValueError("coulomb_weights must not sum to zero (they average the channels' energies).")
+        if coulomb_cutoff is not None and not float(coulomb_cutoff) > 0.0:
+            raise ValueError(f"coulomb_cutoff must be positive or None; got {coulomb_cutoff}.")
         if not (0.0 <= float(cutoff_lower) < float(cutoff_upper)):
             raise ValueError(
                 f"need 0 <= cutoff_lower < cutoff_upper; got cutoff_lower={cutoff_lower}, cutoff_upper={cutoff_upper}."
@@ -129,6 +171,12 @@ class TensorNet(nn.Module):
             dipole_head=bool(dipole_head), polarizability_head=bool(polarizability_head),
             dtype=dtype_name(torch_dtype), energy_unit=energy_unit, length_unit=length_unit,
             elements=None if elements is None else sorted({int(z) for z in elements}),
+            charge_channels=int(charge_channels),
+            coulomb_weights=None if coulomb_weights is None else [[float(w) for w in row] for row in coulomb_weights],
+            coulomb_cutoff=None if coulomb_cutoff is None else float(coulomb_cutoff),
+            coulomb_epsilon=float(coulomb_epsilon), repulsion=bool(repulsion),
+            zbl_prior=None if zbl_prior is None else dict(zbl_prior),
+            d2_prior=None if d2_prior is None else dict(d2_prior),
         )
         if elements is not None and any(not 1 <= int(z) < int(max_z) for z in elements):
             raise ValueError(f"elements must be atomic numbers in [1, {int(max_z) - 1}]; got {elements}.")
@@ -156,10 +204,27 @@ class TensorNet(nn.Module):
         self.embedding = TensorEmbedding(f, num_rbf, activation, cutoff_lower, cutoff_upper, max_z, torch_dtype)
         self.layers = nn.ModuleList(
             [
-                Interaction(num_rbf, f, activation, equivariance_group, torch_dtype)
+                Interaction(num_rbf, f, activation, equivariance_group, torch_dtype, int(charge_channels))
                 for _ in range(num_layers)
             ]
         )
+        self.charge_channels = int(charge_channels)
+        # Charges after the embedding (None: no charge equilibration) and after each layer.
+        self.embedding_charges = (ChargePredictor(f, int(charge_channels), activation, torch_dtype)
+                                  if charge_channels > 0 else None)
+        self.layer_charges = nn.ModuleList(
+            [ChargePredictor(f, int(charge_channels), activation, torch_dtype) for _ in range(num_layers)]
+            if charge_channels > 0 else []
+        )
+        self.coulomb = (PredictedChargeCoulomb(coulomb_weights, coulomb_cutoff, coulomb_epsilon, torch_dtype)
+                        if coulomb_weights is not None else None)
+        self.repulsion = ZBLRepulsion(max_z, torch_dtype) if repulsion else None
+        self.zbl_prior = None if zbl_prior is None else ZBLPrior(
+            zbl_prior["cutoff_distance"], zbl_prior["atomic_number"], zbl_prior["distance_scale"],
+            zbl_prior["energy_scale"])
+        self.d2_prior = None if d2_prior is None else D2Prior(
+            d2_prior["cutoff_distance"], d2_prior["distance_scale"], d2_prior["energy_scale"],
+            int(d2_prior["num_types"]), int(d2_prior["num_elements"]), torch_dtype)
         self.readout_norm = nn.LayerNorm(3 * f, dtype=torch_dtype)
         self.readout_linear = nn.Linear(3 * f, f, dtype=torch_dtype)
         self.activation = activation  # a name of choices.Activation
@@ -429,10 +494,20 @@ class TensorNet(nn.Module):
             cutoff = self.cutoff(distances)  # the same cosine cutoff in the embedding and every layer
             rbf_zero = self.rbf(zero)
             cutoff_zero = self.cutoff(zero)
-        charge_factor = 1.0 + 0.1 * total_charge[batch]
         features = self.embedding(z, pairs, index, cutoff, edge, rbf, rbf_zero, cutoff_zero, compiled)
-        for layer in self.layers:
-            features = layer(features, pairs, index, cutoff, rbf, rbf_zero, cutoff_zero, charge_factor, compiled)
+        predicted: List[Tensor] = []
+        embedding_charges = self.embedding_charges
+        if embedding_charges is not None:
+            charge_factor = torch.ones_like(pos[:, 0])
+            predicted.append(embedding_charges(features, batch, total_charge, num_molecules))
+            for layer, predictor in zip(self.layers, self.layer_charges):
+                features = layer(features, pairs, index, cutoff, rbf, rbf_zero, cutoff_zero, charge_factor, compiled,
+                                 predicted[-1])
+                predicted.append(predictor(features, batch, total_charge, num_molecules))
+        else:
+            charge_factor = 1.0 + 0.1 * total_charge[batch]
+            for layer in self.layers:
+                features = layer(features, pairs, index, cutoff, rbf, rbf_zero, cutoff_zero, charge_factor, compiled)
 
         norm, linear, eps = self.readout_norm, self.readout_linear, self.readout_norm.eps
         if compiled and not linear.weight.requires_grad:
@@ -445,11 +520,29 @@ class TensorNet(nn.Module):
             counts = torch.full((1,), float(num_atoms), dtype=pos.dtype, device=pos.device)
         else:
             counts = scatter_sum(torch.ones_like(total_charge[batch]), batch, num_molecules)
-        atom_energy = self.energy_head(scalars).squeeze(-1) * self.energy_std
+        atom_energy = self.energy_head(scalars).squeeze(-1)
+        charges: Optional[Tensor] = None
+        coulomb = self.coulomb
+        if len(predicted) > 0:
+            channels = torch.cat(predicted, dim=-1)  # [N, (num_layers + 1) q]
+            if coulomb is not None:
+                atom_energy = atom_energy + coulomb(channels, pos, box, batch)
+                charges = coulomb.atomic_charges(channels)
+            else:
+                charges = channels.mean(-1)
+        repulsion = self.repulsion
+        if repulsion is not None:
+            atom_energy = atom_energy + repulsion(z, pairs, distances, raw_pairs[0] >= 0)
+        atom_energy = atom_energy * self.energy_std
         if frozen and num_molecules == 1:  # atomref[z] + energy_mean / N is an inference constant
             atom_energy = atom_energy + self.frozen_offset
         else:
             atom_energy = atom_energy + self.atomref[z] + (self.energy_mean / counts)[batch]
+        zbl_prior, d2_prior = self.zbl_prior, self.d2_prior
+        if zbl_prior is not None:  # torchmd-net adds its priors after the standardisation
+            atom_energy = atom_energy + zbl_prior(z, pos, box, batch)
+        if d2_prior is not None:
+            atom_energy = atom_energy + d2_prior(z, pos, box, batch)
         if num_molecules == 1:
             energy = atom_energy.sum().unsqueeze(0)
         else:
@@ -457,7 +550,6 @@ class TensorNet(nn.Module):
         if overflow is not None:  # static shapes on CUDA: no host check possible, so poison the result
             energy = energy + torch.where(overflow, float("nan"), 0.0).to(energy.dtype)
 
-        charges: Optional[Tensor] = None
         dipole: Optional[Tensor] = None
         polarizability: Optional[Tensor] = None
         dipole_head = self.dipole

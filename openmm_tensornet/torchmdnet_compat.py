@@ -1,8 +1,10 @@
 """Translate torchmd-net TensorNet checkpoints (Lightning ``.ckpt``) into our hyper-parameters and weights.
 
 Every tensor of the checkpoint is either mapped or explicitly ignored (listed below); anything else raises, so
-nothing is dropped silently. Supported: ``model='tensornet'`` with the ``Scalar`` output model, ``reduce_op='sum'``,
-an optional ``Atomref`` prior and the ``mean``/``std`` standardisation. Checkpoints written before torchmd-net moved
+nothing is dropped silently. Supported: ``model='tensornet'`` and ``'tensornet2'`` (with the development names
+torchmd-net maps to it), the ``Scalar`` and (``tensornet2``) ``ScalarPlusWeightedCoulomb`` output models,
+``reduce_op`` ``'add'`` (torchmd-train's default) or ``'sum'``, TensorNet2's ZBL ``repulsion``, the ``Atomref``,
+``LearnableAtomref``, ``ZBL`` and ``D2`` priors, and the ``mean``/``std`` standardisation. Checkpoints written before torchmd-net moved
 from the ``[N, F, 3, 3]`` to the ``[N, 3, 3, F]`` layout (they carry ``check_errors`` in their hyper-parameters)
 have the rows of two linears reordered, as torchmd-net itself does.
 
@@ -27,7 +29,14 @@ _IGNORED = (
     r"representation_model\.distance\.box",  # fixed box of the neighbour module; the box is an input here
     r"representation_model\.tensor_embedding\.Zij_map",  # inference cache, recomputed from the weights
     r"prior_model\.\d+\.initial_atomref",  # the atomref's initial value; the live one is atomref.weight
+    r"output_model\.distance\.box",  # fixed box of the Coulomb neighbour module
 )
+
+# torchmd-net's names of TensorNet2 (torchmd-net's load_model maps the development names the same way).
+TENSORNET2_NAMES = ("tensornet2", "tensornetv2_alt", "tensornet-nqe")
+# Output models and priors, and what we do with them.
+OUTPUT_MODELS = ("Scalar", "ScalarPlusWeightedCoulomb")
+SUPPORTED_PRIORS = ("Atomref", "LearnableAtomref", "ZBL", "D2")
 
 _RENAMES = (
     (r"representation_model\.distance_expansion\.means", "rbf.means"),
@@ -42,6 +51,12 @@ _RENAMES = (
     (r"representation_model\.layers\.(\d+)\.linears_scalar\.", r"layers.\1.radial_mlp."),
     (r"representation_model\.linear\.", "readout_linear."),
     (r"representation_model\.out_norm\.", "readout_norm."),
+    (r"representation_model\.charge_predict_0\.q_norm\.", "embedding_charges.norm."),
+    (r"representation_model\.charge_predict_0\.q_mlp\.", "embedding_charges.mlp."),
+    (r"representation_model\.charge_predicts\.(\d+)\.q_norm\.", r"layer_charges.\1.norm."),
+    (r"representation_model\.charge_predicts\.(\d+)\.q_mlp\.", r"layer_charges.\1.mlp."),
+    (r"representation_model\.repulsion\.", "repulsion."),
+    (r"output_model\.qweights", "coulomb.qweights"),
     (r"output_model\.output_network\.layers\.", "energy_head.layers."),
     (r"output_model\.output_network\.(\d+)\.", r"energy_head.layers.\1."),  # before torchmd-net PR 314
 )
@@ -84,19 +99,61 @@ def _energy_head_linears(state_dict: Mapping[str, Any]) -> int:
     return sum(1 for key in state_dict if re.fullmatch(pattern, key))
 
 
+def _prior_options(priors: List[Tuple[str, Dict[str, Any]]], state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+    """Keyword arguments of :class:`openmm_tensornet.TensorNet` for the ZBL and D2 priors."""
+    options: Dict[str, Any] = {}
+    for number, (name, prior_args) in enumerate(priors):
+        if name == "Coulomb":
+            raise NotImplementedError(
+                "the checkpoint uses torchmd-net's Coulomb prior, which takes per-atom partial charges from the data "
+                "set as an extra input (extra_args['partial_charges']); an OpenMM force cannot supply them. Train "
+                "without it, or use tensornet2 with output_model ScalarPlusWeightedCoulomb, whose charges are "
+                "predicted by the model."
+            )
+        if name not in SUPPORTED_PRIORS:
+            raise NotImplementedError(
+                f"the checkpoint uses torchmd-net's prior model {name!r}; openmm-tensornet supports the priors "
+                f"{list(SUPPORTED_PRIORS)}. Train without it, or evaluate this model with torchmd-net."
+            )
+        if name not in ("ZBL", "D2"):
+            continue
+        key = "zbl_prior" if name == "ZBL" else "d2_prior"
+        if key in options:
+            raise NotImplementedError(f"the checkpoint uses the {name} prior twice; openmm-tensornet supports one.")
+        missing = [arg for arg in ("cutoff_distance", "distance_scale", "energy_scale") if prior_args.get(arg) is None]
+        if missing:
+            raise ValueError(f"the checkpoint's {name} prior lacks {missing} in prior_args (torchmd-train records "
+                             "them); without them its energy unit is unknown.")
+        spec = {arg: float(prior_args[arg]) for arg in ("cutoff_distance", "distance_scale", "energy_scale")}
+        prefix = f"prior_model.{number}."
+        if name == "ZBL":
+            spec["atomic_number"] = [int(v) for v in state_dict[prefix + "atomic_number"].tolist()]
+        else:
+            spec["num_types"] = int(state_dict[prefix + "Z_map"].shape[0])
+            spec["num_elements"] = int(state_dict[prefix + "C_6"].shape[0])
+        options[key] = spec
+    return options
+
+
 def convert_hyper_parameters(args: Mapping[str, Any], state_dict: Mapping[str, Any]) -> Dict[str, Any]:
     """torchmd-net ``hyper_parameters`` (and weights) -> keyword arguments of :class:`openmm_tensornet.TensorNet`."""
-    if args.get("model") != "tensornet":
+    model = args.get("model")
+    if model != "tensornet" and model not in TENSORNET2_NAMES:
         raise ValueError(
-            f"the checkpoint holds a torchmd-net {args.get('model')!r} model; openmm-tensornet loads only "
-            "'tensornet' (TensorNet). Use torchmd-net itself for other architectures."
+            f"the checkpoint holds a torchmd-net {model!r} model; openmm-tensornet loads 'tensornet' (TensorNet) "
+            "and 'tensornet2' (TensorNet with charge equilibration). Use torchmd-net itself for other architectures."
         )
-    if args.get("output_model", "Scalar") != "Scalar":
+    tensornet2 = model in TENSORNET2_NAMES
+    output_model = args.get("output_model", "Scalar")
+    allowed_outputs = OUTPUT_MODELS if tensornet2 else OUTPUT_MODELS[:1]
+    if output_model not in allowed_outputs:
         raise ValueError(
-            f"output_model={args.get('output_model')!r} is not supported; only torchmd-net's 'Scalar' energy head is."
+            f"output_model={output_model!r} is not supported for {model!r}; openmm-tensornet supports "
+            f"{list(allowed_outputs)} (energies)."
         )
-    if args.get("reduce_op", "sum") != "sum":
-        raise ValueError(f"reduce_op={args.get('reduce_op')!r} is not supported; only 'sum' gives an extensive energy.")
+    if args.get("reduce_op", "sum") not in ("sum", "add"):
+        raise ValueError(f"reduce_op={args.get('reduce_op')!r} is not supported; only 'add' and 'sum' (the same "
+                         "reduction) give an extensive energy.")
     if args.get("atom_filter", -1) not in (-1, None):
         raise ValueError(f"atom_filter={args['atom_filter']} is not supported; only -1 (no filter) is.")
     precision = int(args.get("precision", 32))
@@ -109,9 +166,27 @@ def convert_hyper_parameters(args: Mapping[str, Any], state_dict: Mapping[str, A
             UserWarning,
             stacklevel=3,
         )
+    num_layers = int(args["num_layers"])
+    options: Dict[str, Any] = {}
+    if tensornet2:
+        q_dim = int(args.get("q_dim", 0) or 0)
+        if q_dim < 1:
+            raise ValueError("this tensornet2 checkpoint has q_dim=0 (no charge channels); openmm-tensornet loads "
+                             "tensornet2 models with q_dim >= 1.")
+        options.update(charge_channels=q_dim, repulsion=bool(args.get("repulsion", False)))
+        if output_model == "ScalarPlusWeightedCoulomb":
+            cutoff = args.get("coulomb_cutoff")
+            # torchmd-net 3.1's create_model does not pass a solvent dielectric, so its default (78.3) holds.
+            options.update(coulomb_weights=[list(map(float, row)) for row in args.get("q_weights") or []],
+                           coulomb_cutoff=None if cutoff is None else float(cutoff), coulomb_epsilon=78.3)
+            if len(options["coulomb_weights"]) != num_layers + 1:
+                raise ValueError(f"q_weights must hold num_layers + 1 = {num_layers + 1} lists of q_dim weights; got "
+                                 f"{args.get('q_weights')!r}.")
+    weights = {re.sub(r"^model\.", "", key): value for key, value in state_dict.items()}
+    options.update(_prior_options(_prior_names_and_args(args), weights))
     return dict(
         hidden_channels=int(args["embedding_dimension"]),
-        num_layers=int(args["num_layers"]),
+        num_layers=num_layers,
         num_rbf=int(args["num_rbf"]),
         rbf_type=args.get("rbf_type", "expnorm"),
         trainable_rbf=bool(args.get("trainable_rbf", False)),
@@ -122,6 +197,7 @@ def convert_hyper_parameters(args: Mapping[str, Any], state_dict: Mapping[str, A
         equivariance_group=args.get("equivariance_invariance_group", "O(3)"),
         energy_head_hidden_layers=max(_energy_head_linears(state_dict) - 2, 0),
         dtype="float64" if precision == 64 else "float32",
+        **options,
     )
 
 
@@ -142,20 +218,25 @@ def convert_state_dict(
     hparams: Mapping[str, Any],
     trained_with_warp: Optional[bool] = None,
     old_layout: Optional[bool] = None,
+    remove_ref_energy: Optional[bool] = None,
 ) -> Dict[str, Tensor]:
     """Map the weights of a torchmd-net TensorNet checkpoint onto :class:`openmm_tensornet.TensorNet`'s names.
 
     ``trained_with_warp`` (SO(3) models only) says whether torchmd-net's warp kernels were used in training;
     by default they were unless the checkpoint has the pre-3.0 layout. ``old_layout`` overrides the detection of
-    that layout.
+    that layout. ``remove_ref_energy=False`` (as in torchmd-net's and openmm-ml's loaders) switches on the
+    disabled Atomref prior of a model trained on energies with the atomic references removed, so it predicts
+    total energies; True or None keeps the priors as the checkpoint has them.
     """
     args = checkpoint["hyper_parameters"]
     old_layout = is_old_layout(checkpoint) if old_layout is None else old_layout
     trained_with_warp = (not old_layout) if trained_with_warp is None else trained_with_warp
     source = {re.sub(r"^model\.", "", key): value for key, value in checkpoint["state_dict"].items()}
     if old_layout:
+        # TensorNet2's layers were written in the new layout from the start (as torchmd-net's loader assumes).
+        layers = range(int(args["num_layers"])) if args.get("model") == "tensornet" else range(0)
         keys = ["representation_model.tensor_embedding.linears_scalar.1"] + [
-            f"representation_model.layers.{layer}.linears_scalar.2" for layer in range(int(args["num_layers"]))
+            f"representation_model.layers.{layer}.linears_scalar.2" for layer in layers
         ]
         for key in keys:
             source[key + ".weight"], source[key + ".bias"] = _reorder_old_layout(
@@ -178,12 +259,15 @@ def convert_state_dict(
     target["embedding.radial_linear.bias"] = bias
 
     priors = _prior_names_and_args(args)
-    unsupported = [name for name, _ in priors if name != "Atomref"]
-    if unsupported:
-        raise NotImplementedError(
-            f"the checkpoint uses torchmd-net prior model(s) {unsupported}; openmm-tensornet supports only the "
-            "Atomref prior. Remove the prior when training, or evaluate this model with torchmd-net."
-        )
+    _prior_options(priors, source)  # refuses unsupported priors with the reason
+    enabled = [name == "LearnableAtomref" or bool(prior_args.get("enable", True)) for name, prior_args in priors]
+    if remove_ref_energy is False and args.get("remove_ref_energy", False):
+        atomrefs = [number for number, (name, _) in enumerate(priors) if name == "Atomref"]
+        if not atomrefs or atomrefs[-1] != len(priors) - 1:
+            raise ValueError("remove_ref_energy=False needs an Atomref prior as the checkpoint's last prior (added "
+                             "with enable=False in training); this checkpoint has none, so total energies cannot "
+                             "be restored.")
+        enabled[-1] = True
     for key, value in source.items():
         if any(re.fullmatch(pattern, key) for pattern in _IGNORED):
             continue
@@ -198,11 +282,15 @@ def convert_state_dict(
             continue
         match = re.fullmatch(r"prior_model\.(\d+)\.atomref\.weight", key)
         if match:
-            if priors[int(match.group(1))][1].get("enable", True):
+            if enabled[int(match.group(1))]:
                 table = torch.zeros(int(hparams["max_z"]), dtype=value.dtype)
                 count = min(table.shape[0], value.shape[0])
                 table[:count] = value[:count, 0]
-                target["atomref"] = table
+                target["atomref"] = target.get("atomref", torch.zeros_like(table)) + table
+            continue
+        match = re.fullmatch(r"prior_model\.(\d+)\.(atomic_number|Z_map|C_6|R_r)", key)
+        if match:
+            target[("zbl_prior." if match.group(2) == "atomic_number" else "d2_prior.") + match.group(2)] = value
             continue
         for pattern, replacement in _RENAMES:
             renamed, hits = re.subn("^" + pattern, replacement, key)
