@@ -46,6 +46,7 @@ class PredictedChargeCoulomb(nn.Module):
         self.cutoff = -1.0 if cutoff is None else float(cutoff)
         self.epsilon = float(epsilon)
         self.factor = 0.5 * HARTREE_EV * BOHR_ANGSTROM
+        self.damping_radius = DAMPING_RADIUS
 
     def forward(self, charges: Tensor, pos: Tensor, box: Optional[Tensor], batch: Tensor) -> Tensor:
         if self.cutoff < 0.0:
@@ -54,7 +55,8 @@ class PredictedChargeCoulomb(nn.Module):
                                  "None), which is not defined in a periodic box; evaluate it without a box, or "
                                  "use a model trained with a coulomb_cutoff (reaction field).")
             pairs = molecule_pairs(batch)
-            distances = (pos.index_select(0, pairs[0]) - pos.index_select(0, pairs[1])).norm(dim=-1)
+            vectors = pos.index_select(0, pairs[0]) - pos.index_select(0, pairs[1])
+            distances = torch.sqrt((vectors * vectors).sum(-1))
             kernel = 1.0 / distances
         else:
             found = neighbor_pairs(pos, self.cutoff, box, batch, half=True, check_inputs=False)
@@ -62,7 +64,7 @@ class PredictedChargeCoulomb(nn.Module):
             k_rf = (self.epsilon - 1.0) / (2.0 * self.epsilon + 1.0) / self.cutoff ** 3
             c_rf = 3.0 * self.epsilon / (2.0 * self.epsilon + 1.0) / self.cutoff
             kernel = 1.0 / distances + k_rf * distances * distances - c_rf
-        damping = 1.0 - short_range_switch(distances, DAMPING_RADIUS)
+        damping = 1.0 - short_range_switch(distances, self.damping_radius)
         product = charges.index_select(0, pairs[0]) * charges.index_select(0, pairs[1])  # [P, C]
         mean = (product * self.qweights.unsqueeze(0)).sum(-1) / self.qweights.sum()
         energy = self.factor * damping * kernel * mean

@@ -31,6 +31,7 @@ class D2Prior(nn.Module):
         self.register_buffer("R_r", torch.zeros(num_elements, dtype=dtype))
         self.damping = 20.0
         self.s6 = 1.0
+        self.molar_energy_scale = self.energy_scale * AVOGADRO  # J/mol per data unit
 
     def forward(self, z: Tensor, pos: Tensor, box: Optional[Tensor], batch: Tensor) -> Tensor:
         found = neighbor_pairs(pos, self.cutoff_distance, None, batch, half=True, check_inputs=False)
@@ -41,5 +42,5 @@ class D2Prior(nn.Module):
         c6 = torch.sqrt(self.C_6[na] * self.C_6[nb])
         radius = self.R_r[na] + self.R_r[nb]
         damping = 1.0 / (1.0 + torch.exp(-self.damping * (r / radius - 1.0)))
-        energy = -self.s6 * c6 / r ** 6 * damping / (self.energy_scale * AVOGADRO)
+        energy = -self.s6 * c6 / r ** 6 * damping / self.molar_energy_scale
         return split_to_atoms(energy, pairs, z.shape[0])

@@ -482,7 +482,7 @@ class TensorNet(nn.Module):
             # One compiled pass (CPU inference): radial basis, cutoff and edge components of every pair.
             rbf, cutoff, edge, _, _ = torch.ops.openmm_tensornet.pair_geometry(
                 vectors, distances, means, betas, self.cutoff_lower, self.cutoff_upper, self.rbf.rbf_type)
-            if frozen:  # the self-loop terms are inference constants
+            if frozen and self.charge_channels == 0:  # the self-loop terms are inference constants (not with charges)
                 rbf_zero, cutoff_zero = zero, zero
             else:
                 rbf_zero, cutoff_zero, _, _, _ = torch.ops.openmm_tensornet.pair_geometry(

@@ -47,20 +47,22 @@ class ZBLRepulsion(nn.Module):
         self.register_buffer("z_outer", torch.outer(z, z).to(dtype))
         self.register_buffer("cutoff_ab", (radius.unsqueeze(0) + radius.unsqueeze(1)).to(dtype))
         self.num_elements = num_elements
+        self.screening_prefactor = 0.4543 / ANGSTROM_TO_BOHR  # Å (TorchScript reads attributes, not globals)
+        self.coulomb = COULOMB_EV_ANGSTROM
 
     def forward(self, z: Tensor, pairs: Tensor, distances: Tensor, valid: Tensor) -> Tensor:
         """Per-atom energies ``[N]`` of the half list ``pairs [2, P]`` (``valid [P]``: not padding)."""
         r = torch.where(valid, distances, torch.ones_like(distances))
         za = z.index_select(0, pairs[0]).clamp(max=self.num_elements - 1)
         zb = z.index_select(0, pairs[1]).clamp(max=self.num_elements - 1)
-        screening_length = 0.4543 / ANGSTROM_TO_BOHR / (self.z_pow[za] + self.z_pow[zb])
+        screening_length = self.screening_prefactor / (self.z_pow[za] + self.z_pow[zb])
         phi = zbl_screening(r / screening_length)
         cutoff = self.cutoff_ab[za, zb]
         p = 6.0
         rr = (r / cutoff).clamp(max=1.0)
         envelope = (1.0 - (p + 1.0) * (p + 2.0) / 2.0 * rr ** p + p * (p + 2.0) * rr ** (p + 1.0)
                     - p * (p + 1.0) / 2.0 * rr ** (p + 2.0)) * (r < cutoff).to(r.dtype)
-        energy = COULOMB_EV_ANGSTROM * self.z_outer[za, zb] / r * phi * envelope * valid.to(r.dtype)
+        energy = self.coulomb * self.z_outer[za, zb] / r * phi * envelope * valid.to(r.dtype)
         return split_to_atoms(energy, pairs, z.shape[0])
 
 
@@ -76,6 +78,8 @@ class ZBLPrior(nn.Module):
         self.cutoff = CosineCutoff(0.0, float(cutoff_distance))
         self.distance_scale = float(distance_scale)
         self.energy_scale = float(energy_scale)
+        self.screening_prefactor = 0.8854 * BOHR_ANGSTROM * 1.0e-10  # m
+        self.energy_factor = COULOMB_J_M / self.energy_scale / self.distance_scale
 
     def forward(self, z: Tensor, pos: Tensor, box: Optional[Tensor], batch: Tensor) -> Tensor:
         """Per-atom energies ``[N]`` in the data's energy unit."""
@@ -83,7 +87,7 @@ class ZBLPrior(nn.Module):
         pairs, distances = found.indices, found.distances
         numbers = self.atomic_number[z].to(pos.dtype)
         za, zb = numbers.index_select(0, pairs[0]), numbers.index_select(0, pairs[1])
-        a = 0.8854 * BOHR_ANGSTROM * 1.0e-10 / (za ** 0.23 + zb ** 0.23)
+        a = self.screening_prefactor / (za ** 0.23 + zb ** 0.23)
         f = zbl_screening(distances * self.distance_scale / a) * self.cutoff(distances)
-        energy = (COULOMB_J_M / self.energy_scale / self.distance_scale) * f * za * zb / distances
+        energy = self.energy_factor * f * za * zb / distances
         return split_to_atoms(energy, pairs, z.shape[0])
