@@ -30,6 +30,7 @@ _IGNORED = (
     r"representation_model\.tensor_embedding\.Zij_map",  # inference cache, recomputed from the weights
     r"prior_model\.\d+\.initial_atomref",  # the atomref's initial value; the live one is atomref.weight
     r"output_model\.distance\.box",  # fixed box of the Coulomb neighbour module
+    r"prior_model\.\d+\.distances?\.box",  # fixed box of a prior's neighbour module (ZBL, D2)
 )
 
 # torchmd-net's names of TensorNet2 (torchmd-net's load_model maps the development names the same way).

@@ -42,3 +42,40 @@ def write_checkpoint(model, args: Dict[str, Any], path) -> None:
     """Save like Lightning does: ``hyper_parameters`` plus the state dict under the ``model.`` prefix."""
     state = {"model." + key: value for key, value in model.state_dict().items()}
     torch.save({"hyper_parameters": dict(args), "state_dict": state, "epoch": 0}, str(path))
+
+
+def torchmd_train_checkpoint(path, seed: int = 0, mean: float = 0.0, std: float = 1.0, **options: Any):
+    """Write a checkpoint as ``torchmd-train`` does: its own argument parser's defaults (``reduce_op: add``) updated
+    with ``options`` (as a YAML ``--conf`` would), its ``remove_ref_energy`` handling and ``prior_args``, an
+    ``LNNP`` module with random weights, saved by a Lightning ``Trainer``. Returns the hyper-parameters."""
+    import lightning.pytorch as pl
+    from torchmdnet.models.model import create_prior_models
+    from torchmdnet.module import LNNP
+    from torchmdnet.scripts.train import get_argparse
+
+    args = get_argparse().parse_args([])
+    for key, value in dict(derivative=True, precision=64, **options).items():
+        setattr(args, key, value)
+    if args.remove_ref_energy:  # torchmd-train's main()
+        prior = args.prior_model or []
+        args.prior_model = (prior if isinstance(prior, list) else [prior]) + [{"Atomref": {"enable": False}}]
+        for entry in args.prior_model:
+            for name, prior_args in entry.items():
+                if name == "Atomref":
+                    prior_args.setdefault("max_z", args.max_z)
+    priors = create_prior_models(vars(args))
+    args.prior_args = [prior.get_init_args() for prior in priors]
+    torch.manual_seed(seed)
+    module = LNNP(args, prior_model=priors, mean=torch.tensor(mean), std=torch.tensor(std))
+    with torch.no_grad():
+        for name, parameter in module.model.named_parameters():
+            scale = 0.5 if parameter.dim() > 1 else 0.3
+            parameter.copy_(torch.randn_like(parameter) * scale + (1.0 if name.endswith("norm.weight") else 0.0))
+        for prior in module.model.prior_model or []:
+            if hasattr(prior, "atomref"):
+                prior.atomref.weight.copy_(torch.randn_like(prior.atomref.weight))
+    trainer = pl.Trainer(max_epochs=0, logger=False, enable_checkpointing=False, accelerator="cpu",
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(path) + ".d")
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(str(path))
+    return vars(args)
