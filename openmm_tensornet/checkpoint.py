@@ -13,6 +13,13 @@ import torch
 from .model import TensorNet
 from .torchmdnet_compat import convert_hyper_parameters, convert_state_dict, is_torchmdnet_checkpoint
 
+# Pretrained TensorNet models that openmm-ml knows by name (and downloads): name -> (repository, file).
+NAMED_MODELS = {
+    "aceff-1.0": ("Acellera/AceFF-1.0", "aceff_v1.0.ckpt"),
+    "aceff-1.1": ("Acellera/AceFF-1.1", "aceff_v1.1.ckpt"),
+    "aceff-2.0": ("Acellera/AceFF-2.0", "aceff_v2.0.ckpt"),
+}
+
 FORMAT_NAME = "openmm-tensornet"
 FORMAT_VERSION = 1
 
@@ -130,6 +137,13 @@ def load_model(
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
+        if path.lower() in NAMED_MODELS:
+            repository, filename = NAMED_MODELS[path.lower()]
+            raise FileNotFoundError(
+                f"{path!r} is the name of a pretrained model that openmm-ml downloads at run time (Hugging Face "
+                f"repository {repository}, file {filename}); openmm-tensornet downloads nothing. Fetch that file once "
+                f"where you have network access and pass its path: TensorNetPotential('{filename}') or "
+                f"MLPotential('tensornet', modelPath='{filename}').")
         raise FileNotFoundError(f"model checkpoint {path!r} does not exist.")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*weights_only.*")

@@ -18,10 +18,14 @@ class TensorNetPotentialImplFactory(MLPotentialImplFactory):
     """Creates :class:`openmm_tensornet.openmmml_plugin.TensorNetPotentialImpl` objects for openmm-ml."""
 
     def createImpl(self, name: str, modelPath: Optional[str] = None, energyUnit: Optional[str] = None,
-                   lengthUnit: Optional[str] = None, **args) -> MLPotentialImpl:
+                   lengthUnit: Optional[str] = None, lengthScale: Optional[float] = None,
+                   energyScale: Optional[float] = None, remove_ref_energy: Optional[bool] = None,
+                   **args) -> MLPotentialImpl:
         from .openmmml_plugin import TensorNetPotentialImpl
 
         if args:
             raise TypeError(f"MLPotential('{name}') got unexpected arguments {sorted(args)}; it takes modelPath, "
-                            "energyUnit and lengthUnit.")
-        return TensorNetPotentialImpl(name, modelPath, energyUnit, lengthUnit)
+                            "energyUnit and lengthUnit (or openmm-ml's lengthScale and energyScale), and "
+                            "remove_ref_energy.")
+        return TensorNetPotentialImpl(name, modelPath, energyUnit, lengthUnit, lengthScale, energyScale,
+                                      remove_ref_energy)

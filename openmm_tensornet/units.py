@@ -6,6 +6,8 @@ Constants: CODATA 2018 (the values OpenMM's ``openmm.unit`` uses): 1 eV = 96.485
 
 from __future__ import annotations
 
+from typing import Optional, Tuple
+
 from .choices import EnergyUnit, LengthUnit, parse_choice
 
 KJ_PER_MOL = {
@@ -30,3 +32,23 @@ def energy_to_kj_per_mol(unit: str) -> float:
 def nm_to_length(unit: str) -> float:
     """Multiply a length in nm by this to get ``unit`` (10 for Å)."""
     return 1.0 / NM[parse_choice("length_unit", unit, LengthUnit)]
+
+
+def _unit_of_scale(kind: str, scale: float, table: dict, example: str) -> str:
+    for name, value in table.items():
+        if abs(float(scale) - value) <= 1e-3 * value:
+            return name
+    allowed = ", ".join(f"{value:g} ({name})" for name, value in table.items())
+    raise ValueError(f"{kind}={scale!r} matches none of the units openmm-tensornet converts exactly: {allowed}. "
+                     f"Pass one of these (or {example}).")
+
+
+def units_from_scales(length_scale: Optional[float], energy_scale: Optional[float]) -> Tuple[Optional[str],
+                                                                                               Optional[str]]:
+    """openmm-ml's ``lengthScale`` (nm per model length unit) and ``energyScale`` (kJ/mol per model energy unit)
+    as our unit names, e.g. 0.1 -> "angstrom" and 96.4916 -> "eV" (a scale within 0.1 % of a unit's exact
+    factor names that unit, whose CODATA factor is then used); None stays None."""
+    length = None if length_scale is None else _unit_of_scale("lengthScale", length_scale, NM, "lengthUnit='nm'")
+    energy = None if energy_scale is None else _unit_of_scale("energyScale", energy_scale, KJ_PER_MOL,
+                                                              "energyUnit='kcal/mol'")
+    return length, energy

@@ -200,3 +200,39 @@ def test_tensornet_potential_takes_a_tensornet2_checkpoint_path(tmp_path):
     path = tmp_path / "tensornet2.ckpt"
     torchmd_train_checkpoint(path, **tensornet2(1))
     assert TensorNetPotential(str(path)).model.charge_channels == 3
+
+
+def test_named_models_are_not_downloaded_and_say_what_to_do():
+    with pytest.raises(FileNotFoundError, match="downloads nothing.*aceff_v2.0.ckpt"):
+        TensorNetPotential("aceff-2.0")
+
+
+def test_openmmml_options_length_and_energy_scale_and_remove_ref_energy(tmp_path):
+    from openmmml import MLPotential
+    from openmmtools import testsystems
+
+    path = tmp_path / "delta.ckpt"
+    torchmd_train_checkpoint(path, seed=3, model="tensornet2", q_dim=2, num_layers=1, remove_ref_energy=True,
+                             **dict(SMALL, max_z=20))
+    test = testsystems.AlanineDipeptideVacuum()
+    positions = np.asarray(test.positions.value_in_unit(openmm.unit.nanometer))
+
+    def energy(system):
+        context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+        context.setPositions(positions)
+        return context.getState(getEnergy=True).getPotentialEnergy()._value
+
+    z = torch.tensor([atom.element.atomic_number for atom in test.topology.atoms()])
+    pos = torch.tensor(positions * 10, dtype=torch.float64)
+    stored = float(torchmdnet_load(str(path))(z, pos)[0])
+    total = float(torchmdnet_load(str(path), remove_ref_energy=False)(z, pos)[0])
+    assert abs(total - stored) > 1e-3
+    # openmm-ml's defaults for torchmd-net models: lengthScale 0.1 (Å), energyScale 96.4916 (eV).
+    potential = MLPotential("tensornet", modelPath=str(path), lengthScale=0.1, energyScale=96.4916)
+    assert energy(potential.createSystem(test.topology)) == pytest.approx(stored * KJ_PER_MOL["eV"], rel=1e-6)
+    assert energy(potential.createSystem(test.topology, remove_ref_energy=False)) == pytest.approx(
+        total * KJ_PER_MOL["eV"], rel=1e-6)
+    kcal = MLPotential("tensornet", modelPath=str(path), energyScale=4.184, remove_ref_energy=False)
+    assert energy(kcal.createSystem(test.topology)) == pytest.approx(total * 4.184, rel=1e-6)
+    with pytest.raises(ValueError, match="energyScale=3.0 matches none"):
+        MLPotential("tensornet", modelPath=str(path), energyScale=3.0)
