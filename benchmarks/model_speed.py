@@ -1,7 +1,7 @@
 """Energy + forces time and peak memory of our TensorNet and torchmd-net 3.1's, side by side, on the CPU.
 
     python benchmarks/model_speed.py [--atoms 22 200 1000 5000] [--channels 128] [--repeats 5]
-                                     [--systems cloud molecule] [--threads N]
+                                     [--systems cloud molecule] [--threads N] [--model tensornet2]
 
 Identical weights (our model is loaded from a torchmd-net checkpoint with random weights), 2 layers, 32 RBF, 5 Å
 cutoff, float32, no box. Systems:
@@ -14,6 +14,9 @@ Each (implementation, system, size) runs in a fresh process, so its peak residen
 memory after building the model and inputs) is its own. Implementations: ``ours`` (eager PyTorch, the compiled
 message-passing ops), ``ours-script`` (the TorchScript module, what OpenMM's TorchForce runs) and ``torchmd-net``
 (its default path). Reports the median time per energy+forces evaluation and the ratio torchmd-net / ours.
+
+``--model tensornet2``: torchmd-net's TensorNet2 instead, AceFF-2.0-like: 16 charge channels, the
+``ScalarPlusWeightedCoulomb`` output (all pairs of the molecule) and the ZBL repulsion.
 """
 
 from __future__ import annotations
@@ -57,7 +60,17 @@ def system_atoms(system: str, n: int):
     return torch.tensor(z), torch.tensor(pos, dtype=torch.float32)
 
 
-def measure(implementation: str, system: str, n: int, channels: int, repeats: int, threads: int) -> dict:
+def model_settings(model: str, channels: int) -> dict:
+    settings = dict(embedding_dimension=channels, num_layers=2, num_rbf=32, cutoff_upper=5.0, max_z=20, precision=32,
+                    max_num_neighbors=128)
+    if model == "tensornet2":
+        settings.update(model="tensornet2", q_dim=16, output_model="ScalarPlusWeightedCoulomb",
+                        q_weights=[[1.0] * 16] * 3, coulomb_cutoff=None, repulsion=True)
+    return settings
+
+
+def measure(implementation: str, system: str, n: int, channels: int, repeats: int, threads: int,
+            model: str = "tensornet") -> dict:
     """Runs in a child process: build, warm up, time, and report the peak memory added by the evaluations."""
     import torch
 
@@ -71,8 +84,7 @@ def measure(implementation: str, system: str, n: int, channels: int, repeats: in
     if inputs is None:
         return {"skipped": True}
     z, pos = inputs
-    settings = torchmdnet_args(embedding_dimension=channels, num_layers=2, num_rbf=32, cutoff_upper=5.0,
-                               max_z=20, precision=32, max_num_neighbors=128)
+    settings = torchmdnet_args(**model_settings(model, channels))
     reference = random_torchmdnet_model(settings, seed=1)
     if implementation == "torchmd-net":
         def run():
@@ -114,6 +126,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--systems", nargs="+", default=["cloud", "molecule"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--model", choices=["tensornet", "tensornet2"], default="tensornet")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     import torch
@@ -121,9 +134,9 @@ def main() -> None:
     threads = args.threads or torch.get_num_threads()
     if args.child:
         implementation, system, n = args.child
-        print(json.dumps(measure(implementation, system, int(n), args.channels, args.repeats, threads)))
+        print(json.dumps(measure(implementation, system, int(n), args.channels, args.repeats, threads, args.model)))
         return
-    print(f"CPU, {threads} threads, {args.channels} channels, 2 layers, 32 RBF, 5 Å, float32; median of "
+    print(f"{args.model}: CPU, {threads} threads, {args.channels} channels, 2 layers, 32 RBF, 5 Å, float32; median of "
           f"{args.repeats} energy+forces evaluations; peak memory above the idle process")
     print("| system | atoms | ours (ms) | ours TorchScript (ms) | torchmd-net 3.1 (ms) | torchmd-net / ours | "
           "peak MiB ours / script / torchmd-net |")
@@ -133,7 +146,7 @@ def main() -> None:
             results = {}
             for implementation in IMPLEMENTATIONS:
                 command = [sys.executable, __file__, "--child", implementation, system, str(n), "--channels",
-                           str(args.channels), "--repeats", str(args.repeats), "--threads", str(threads)]
+                           str(args.channels), "--repeats", str(args.repeats), "--threads", str(threads), "--model", args.model]
                 done = subprocess.run(command, capture_output=True, text=True)
                 lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
                 if done.returncode != 0 or not lines:
