@@ -250,6 +250,12 @@ def _build_module(model: TensorNet, atomic_numbers: Sequence[int], atoms: Option
                   scaled: Optional[str]) -> TorchForceModule:
     """The (unscripted) module of :func:`export_torchscript`, after checking the selection; shared by both backends."""
     _check_selection(atomic_numbers, atoms, num_particles, model)
+    coulomb = model.coulomb
+    if periodic and coulomb is not None and coulomb.cutoff < 0:
+        raise ValueError("this model's Coulomb term sums over all pairs of the molecule (a tensornet2 model trained "
+                         "without coulomb_cutoff), which is not defined for a periodic ML system; use it for a "
+                         "molecule in vacuum or as the ML region of a mixed system (createMixedSystem), or use a "
+                         "model trained with a coulomb_cutoff.")
     if static_shapes and neighbor_capacity is None:
         raise ValueError("static_shapes needs a neighbor_capacity (see estimate_neighbor_capacity).")
     geometry = "periodic" if periodic else ("molecule" if atoms is not None else "none")

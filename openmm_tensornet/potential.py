@@ -5,14 +5,17 @@ from __future__ import annotations
 import operator
 import warnings
 from pathlib import Path
-from typing import Iterable, List, Optional, Union
+from typing import Iterable, List, Optional, Sequence, Union
 
+import numpy as np
 import openmm
 import openmm.app as app
+import openmm.unit as unit
 
 from .export import create_torch_force
 from .interpolation import PARAMETER, subtraction_forces
 from .model import TensorNet
+from .region_charges import predicted_charges, set_region_charges
 
 # Bonded forces whose terms inside the ML region are switched off (their energy is the ML model's job now).
 _BONDED_ZEROED = ("HarmonicBondForce", "HarmonicAngleForce", "PeriodicTorsionForce", "RBTorsionForce")
@@ -111,6 +114,7 @@ class TensorNetPotential:
         neighborCapacity: Optional[int] = None,
         backend: str = "TorchForce",
         torchCompile: bool = False,
+        regionCharges: Optional[Sequence[float]] = None,
     ) -> openmm.System:
         """A copy of the MM ``system`` in which TensorNet describes the interactions *within* ``atoms``.
 
@@ -127,8 +131,15 @@ class TensorNetPotential:
 
         ``backend`` and ``torchCompile`` as in :meth:`createSystem` (with ``"PythonForce"``, ``lambda_interpolate``
         still scales the ML energy but ``dE/dlambda_interpolate`` is not available).
+
+        ``regionCharges`` (e, one per atom in the order of ``atoms``, summing to ``charge``) replace the region's MM
+        charges in the region-MM Coulomb interactions, for example the model's own charges from
+        :meth:`predictCharges` (tensornet2 models). Not with ``interpolate``, whose end state 0 is the MM system.
         """
         _check_backend(backend, torchCompile, cudaGraphs)
+        if regionCharges is not None and interpolate:
+            raise ValueError("regionCharges cannot be combined with interpolate=True: lambda_interpolate = 0 must be "
+                             "the MM system exactly. Set the charges in the MM system before creating the mixed one.")
         region = _region(atoms, system.getNumParticles())
         if topology.getNumAtoms() != system.getNumParticles():
             raise ValueError(f"the topology has {topology.getNumAtoms()} atoms but the system "
@@ -139,6 +150,8 @@ class TensorNetPotential:
         for force in system.getForces():
             _check_supported(force, inside)
         mixed = openmm.XmlSerializer.clone(system)
+        if regionCharges is not None:
+            set_region_charges(mixed, list(atoms), regionCharges, charge)
         if interpolate:
             for force in subtraction_forces(system, sorted(inside)):
                 mixed.addForce(force)
@@ -154,6 +167,21 @@ class TensorNetPotential:
             num_particles=system.getNumParticles(), neighbor_capacity=neighborCapacity,
             global_parameter=PARAMETER if interpolate else None))
         return mixed
+
+
+    def predictCharges(self, topology: app.Topology, positions, atoms: Optional[Iterable[int]] = None,
+                       charge: float = 0.0) -> List[float]:
+        """The atomic charges (e) the model predicts for ``atoms`` (default: all) at ``positions`` (all atoms of
+        the topology, nm or a Quantity), as one molecule of total charge ``charge``; for ``regionCharges``."""
+        indices = list(range(topology.getNumAtoms())) if atoms is None else list(atoms)
+        _region(indices, topology.getNumAtoms())  # integers, no duplicates, in range
+        if unit.is_quantity(positions):
+            positions = positions.value_in_unit(unit.nanometer)
+        coordinates = np.asarray(positions, dtype=np.float64)
+        if coordinates.shape != (topology.getNumAtoms(), 3):
+            raise ValueError(f"positions must hold all {topology.getNumAtoms()} atoms of the topology (nm); got shape "
+                             f"{list(coordinates.shape)}.")
+        return predicted_charges(self.model, self._atomic_numbers(topology, indices), coordinates[indices], charge)
 
 
 BACKENDS = ("TorchForce", "PythonForce")

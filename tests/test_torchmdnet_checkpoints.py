@@ -20,7 +20,7 @@ from torchmdnet.models.model import load_model as torchmdnet_load  # noqa: E402
 # The issue's bounds (relative, float64); measured agreement is ~1e-8 (warp kernels) and shown by the benchmark.
 ENERGY_RTOL, FORCE_RTOL = 1e-5, 1e-4
 SMALL = dict(embedding_dimension=16, num_rbf=8, max_z=20, cutoff_upper=4.5, max_num_neighbors=64)
-BOX = torch.tensor([[14.0, 0.0, 0.0], [0.0, 13.0, 0.0], [0.0, 0.0, 12.5]], dtype=torch.float64)
+BOX = 12.0 * torch.eye(3, dtype=torch.float64)
 
 
 def tensornet2(layers, group="O(3)", coulomb="all", repulsion=False, q_dim=3):
@@ -81,9 +81,11 @@ def test_tensornet2_agrees_with_torchmdnet(tmp_path, layers, group, coulomb, cha
 def test_tensornet2_periodic(tmp_path, coulomb):
     path = tmp_path / "tensornet2.ckpt"
     torchmd_train_checkpoint(path, seed=2, **tensornet2(1, coulomb=coulomb))
-    z, pos = random_molecule(20, seed=8)
-    pos = pos + torch.tensor([10.0, 9.0, 8.0], dtype=torch.float64)  # across the box faces: images matter
-    compare(path, z, pos, charge=-1.0, box=BOX)
+    z, pos = random_molecule(60, seed=8, density=0.05)  # fills 10.6 Å of the 11 Å box: pairs cross its faces
+    box = 11.0 * torch.eye(3, dtype=torch.float64)
+    ours, out = compare(path, z, pos, charge=-1.0, box=box)
+    assert abs(float(ours(z, pos, total_charge=torch.tensor([-1.0], dtype=torch.float64)).energy)
+               - float(out.energy)) > 1e-3  # the periodic images matter
 
 
 def test_all_pairs_coulomb_refuses_a_box(tmp_path):
@@ -236,3 +238,65 @@ def test_openmmml_options_length_and_energy_scale_and_remove_ref_energy(tmp_path
     assert energy(kcal.createSystem(test.topology)) == pytest.approx(total * 4.184, rel=1e-6)
     with pytest.raises(ValueError, match="energyScale=3.0 matches none"):
         MLPotential("tensornet", modelPath=str(path), energyScale=3.0)
+
+
+def test_predicted_charges_as_the_region_mm_charges(tmp_path):
+    """regionCharges replaces the region's MM charges: the change of the mixed energy equals the region-MM Coulomb
+    change computed by hand (1-4 pairs across the boundary keep their scaling, excluded pairs stay excluded)."""
+    from openmmtools import testsystems
+
+    path = tmp_path / "tensornet2.ckpt"
+    torchmd_train_checkpoint(path, seed=11, **tensornet2(1))
+    test = testsystems.AlanineDipeptideVacuum()
+    topology, system = test.topology, test.system
+    positions = np.asarray(test.positions.value_in_unit(openmm.unit.nanometer))
+    region = [atom.index for atom in topology.atoms() if atom.residue.name == "ALA"]  # cut through bonds
+    potential = TensorNetPotential(str(path))
+    charges = potential.predictCharges(topology, positions, region, charge=0.0)
+    assert len(charges) == len(region) and sum(charges) == pytest.approx(0.0, abs=1e-5)
+
+    def energy(mixed):
+        context = openmm.Context(mixed, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+        context.setPositions(positions)
+        return context.getState(getEnergy=True).getPotentialEnergy()._value
+
+    plain = energy(potential.createMixedSystem(topology, system, region))
+    with_model_charges = energy(potential.createMixedSystem(topology, system, region, regionCharges=charges))
+
+    nonbonded = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    old = np.array([nonbonded.getParticleParameters(i)[0]._value for i in range(system.getNumParticles())])
+    new = old.copy()
+    new[region] = charges
+    exceptions = {}
+    for k in range(nonbonded.getNumExceptions()):
+        i, j, product = nonbonded.getExceptionParameters(k)[:3]
+        exceptions[(min(i, j), max(i, j))] = product._value
+    inside = set(region)
+    expected = 0.0
+    for i in region:
+        for j in range(system.getNumParticles()):
+            if j in inside:
+                continue
+            r = np.linalg.norm(positions[i] - positions[j])
+            key = (min(i, j), max(i, j))
+            if key in exceptions:
+                if exceptions[key] == 0.0:
+                    continue
+                scale = exceptions[key] / (old[i] * old[j])
+            else:
+                scale = 1.0
+            expected += 138.935456 * scale * (new[i] - old[i]) * old[j] / r
+    assert with_model_charges - plain == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert abs(expected) > 1.0
+
+    with pytest.raises(ValueError, match="sum to"):
+        potential.createMixedSystem(topology, system, region, regionCharges=[0.1] * len(region))
+    with pytest.raises(ValueError, match="interpolate"):
+        potential.createMixedSystem(topology, system, region, interpolate=True, regionCharges=charges)
+
+
+def test_all_pairs_coulomb_model_refuses_a_periodic_ml_system_at_creation(tmp_path):
+    path = tmp_path / "tensornet2.ckpt"
+    torchmd_train_checkpoint(path, **tensornet2(1, coulomb="all"))
+    with pytest.raises(ValueError, match="not defined for a periodic ML system"):
+        create_torch_force(load_model(path), [8, 1, 1], periodic=True)
