@@ -7,7 +7,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .messages import PairIndex, tensor_messages, tensor_messages_reference, tensor_product, tensor_product_reference
+from .messages import PairIndex, pair_index, tensor_messages, tensor_messages_reference, tensor_product, tensor_product_reference
 from .radial import radial_mlp_reference
 from .tensors import basis, expand_parts, mix_parts, part_rows, squared_norm
 
@@ -126,8 +126,31 @@ class Interaction(nn.Module):
             mix_in, mix_out = self.frozen_mix_in, self.frozen_mix_out
         else:
             mix_in, mix_out = self.mix_weights()
+        if frozen and not self.mix_in[0].weight.requires_grad:
+            return self._fused_directed(features, pairs, to_first, to_second, loop, mix_in, mix_out)
         return interaction_reference(features, to_first, loop, charge_factor, mix_in, mix_out, pairs, index, self.so3,
                                      self.basis_matrix, compiled, to_second)
+
+    def _fused_directed(self, features: Tensor, pairs: Tensor, to_first: Tensor, to_second: Tensor, loop: Tensor,
+                        mix_in: Tensor, mix_out: Tensor) -> Tensor:
+        """The fused layer op with direction-dependent weights: each directed pair ``j -> i`` (and each self-loop)
+        becomes the half-list pair ``(i, j + N)`` of a doubled atom set whose second half copies the features, so
+        the op's sums into atom ``i`` are exactly the directed ones; what it sums into the copies is discarded
+        (their outputs get no gradient). The op's own self-loop weights are then zero."""
+        num_atoms = features.shape[0]
+        atoms = torch.arange(num_atoms, dtype=pairs.dtype, device=pairs.device)
+        receivers = torch.cat((pairs[0], pairs[1], atoms))
+        senders = torch.cat((pairs[1], pairs[0], atoms)) + num_atoms
+        order = torch.argsort(receivers, stable=True)  # the op wants its half list sorted by first atom
+        directed = torch.stack((receivers.index_select(0, order), senders.index_select(0, order)))
+        weights = torch.cat((to_first, to_second, loop)).index_select(0, order)
+        doubled = pair_index(directed, 2 * num_atoms, True)
+        no_loop = torch.zeros(3, features.shape[2], dtype=features.dtype, device=features.device)
+        ones = torch.ones(2 * num_atoms, dtype=features.dtype, device=features.device)
+        out = torch.ops.openmm_tensornet.tensor_interaction(
+            torch.cat((features, features)), weights, no_loop, ones, mix_in, mix_out, doubled.pairs,
+            doubled.first_ptr, doubled.second_order, doubled.second_ptr, self.so3)
+        return out[:num_atoms]
 
 
 def interaction_reference(

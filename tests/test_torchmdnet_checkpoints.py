@@ -300,3 +300,25 @@ def test_all_pairs_coulomb_model_refuses_a_periodic_ml_system_at_creation(tmp_pa
     torchmd_train_checkpoint(path, **tensornet2(1, coulomb="all"))
     with pytest.raises(ValueError, match="not defined for a periodic ML system"):
         create_torch_force(load_model(path), [8, 1, 1], periodic=True)
+
+
+@pytest.mark.parametrize("group", ["O(3)", "SO(3)"])
+def test_tensornet2_frozen_inference_path_equals_the_trainable_model(tmp_path, group):
+    """The exported (frozen) model runs each layer as the fused op on a doubled atom set; it must equal the
+    twins, gradients included, in a periodic box with static neighbour shapes too."""
+    path = tmp_path / "tensornet2.ckpt"
+    torchmd_train_checkpoint(path, seed=12, **tensornet2(2, group, coulomb=5.0, repulsion=True))
+    z, pos = random_molecule(40, seed=13, density=0.05)
+    box = 10.5 * torch.eye(3, dtype=torch.float64)
+    q = torch.tensor([1.0], dtype=torch.float64)
+    trainable = load_model(path)
+    frozen = load_model(path).requires_grad_(False)
+    frozen.freeze_for_inference(z)
+    for capacity in (None, 4000):
+        frozen.set_neighbor_capacity(capacity, static=capacity is not None)
+        for cell in (None, box):
+            expected = trainable(z, pos, box=cell, total_charge=q, compute_forces=True)
+            got = frozen(z, pos, box=cell, total_charge=q, compute_forces=True)
+            assert_close(got.energy, expected.energy.detach(), 1e-10, "energy")
+            assert_close(got.forces, expected.forces.detach(), 1e-9, "forces")
+            assert_close(got.charges, expected.charges.detach(), 1e-10, "charges")
