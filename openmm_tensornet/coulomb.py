@@ -22,13 +22,6 @@ def short_range_switch(distances: Tensor, radius: float) -> Tensor:
     return torch.exp(-1.0 / (1.0 - x * x)) / 0.36787944117144233
 
 
-def molecule_pairs(batch: Tensor) -> Tensor:
-    """``[2, P]`` every pair ``i < j`` of atoms in the same molecule."""
-    num_atoms = batch.shape[0]
-    pairs = torch.triu_indices(num_atoms, num_atoms, 1, device=batch.device)
-    return pairs[:, batch[pairs[0]] == batch[pairs[1]]]
-
-
 class PredictedChargeCoulomb(nn.Module):
     """Per-atom Coulomb energies (eV, positions in Å) of the charge channels ``[N, C]`` of a charge-equilibrating
     TensorNet, as the weighted mean over channels (weights ``channel_weights``, one list of ``q`` per prediction).
@@ -49,27 +42,35 @@ class PredictedChargeCoulomb(nn.Module):
         self.damping_radius = DAMPING_RADIUS
 
     def forward(self, charges: Tensor, pos: Tensor, box: Optional[Tensor], batch: Tensor) -> Tensor:
+        weighted = charges * (self.qweights / self.qweights.sum()).unsqueeze(0)  # the mean over channels is bilinear
         if self.cutoff < 0.0:
             if box is not None:
                 raise ValueError("this model's Coulomb term sums over all pairs of a molecule (coulomb_cutoff = "
                                  "None), which is not defined in a periodic box; evaluate it without a box, or "
                                  "use a model trained with a coulomb_cutoff (reaction field).")
-            pairs = molecule_pairs(batch)
-            vectors = pos.index_select(0, pairs[0]) - pos.index_select(0, pairs[1])
-            distances = torch.sqrt((vectors * vectors).sum(-1))
-            kernel = 1.0 / distances
-        else:
-            found = neighbor_pairs(pos, self.cutoff, box, batch, half=True, check_inputs=False)
-            pairs, distances = found.indices, found.distances
-            k_rf = (self.epsilon - 1.0) / (2.0 * self.epsilon + 1.0) / self.cutoff ** 3
-            c_rf = 3.0 * self.epsilon / (2.0 * self.epsilon + 1.0) / self.cutoff
-            kernel = 1.0 / distances + k_rf * distances * distances - c_rf
+            return self._all_pairs(weighted, charges, pos, batch)
+        found = neighbor_pairs(pos, self.cutoff, box, batch, half=True, check_inputs=False)
+        pairs, distances = found.indices, found.distances
+        k_rf = (self.epsilon - 1.0) / (2.0 * self.epsilon + 1.0) / self.cutoff ** 3
+        c_rf = 3.0 * self.epsilon / (2.0 * self.epsilon + 1.0) / self.cutoff
+        kernel = 1.0 / distances + k_rf * distances * distances - c_rf
         damping = 1.0 - short_range_switch(distances, self.damping_radius)
-        product = charges.index_select(0, pairs[0]) * charges.index_select(0, pairs[1])  # [P, C]
-        mean = (product * self.qweights.unsqueeze(0)).sum(-1) / self.qweights.sum()
-        energy = self.factor * damping * kernel * mean
+        product = (weighted.index_select(0, pairs[0]) * charges.index_select(0, pairs[1])).sum(-1)
+        energy = self.factor * damping * kernel * product
         atom_energy = torch.zeros(charges.shape[0], dtype=energy.dtype, device=energy.device)
         return atom_energy.index_add(0, pairs[0], energy).index_add(0, pairs[1], energy)
+
+    def _all_pairs(self, weighted: Tensor, charges: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
+        """Every pair of a molecule as dense ``[N, N]`` matrices (the charge products as one matrix product):
+        each atom gets the energies of all its pairs."""
+        num_atoms = pos.shape[0]
+        other = (batch.unsqueeze(0) != batch.unsqueeze(1)) | torch.eye(num_atoms, dtype=torch.bool, device=pos.device)
+        vectors = pos.unsqueeze(1) - pos.unsqueeze(0)
+        squared = torch.where(other, torch.ones_like(vectors[..., 0]), (vectors * vectors).sum(-1))
+        distances = torch.sqrt(squared)  # 1 where the pair does not count (no NaN in the gradient)
+        damping = 1.0 - short_range_switch(distances, self.damping_radius)
+        energy = self.factor * damping / distances * (weighted @ charges.t())
+        return torch.where(other, torch.zeros_like(energy), energy).sum(1)
 
     def atomic_charges(self, charges: Tensor) -> Tensor:
         """``[N]`` one charge per atom: the channels' mean with the Coulomb weights (it keeps the total charge)."""

@@ -322,3 +322,18 @@ def test_tensornet2_frozen_inference_path_equals_the_trainable_model(tmp_path, g
             assert_close(got.energy, expected.energy.detach(), 1e-10, "energy")
             assert_close(got.forces, expected.forces.detach(), 1e-9, "forces")
             assert_close(got.charges, expected.charges.detach(), 1e-10, "charges")
+
+
+def test_converted_tensornet2_with_priors_round_trips_through_our_format(tmp_path):
+    from openmm_tensornet import save_model
+
+    path = tmp_path / "tensornet2.ckpt"
+    priors = [{"D2": {"cutoff_distance": 8.0, "max_num_neighbors": 64, "atomic_number": list(range(20)),
+                      "distance_scale": 1e-10, "energy_scale": 1.602176634e-19}}]
+    torchmd_train_checkpoint(path, seed=14, prior_model=priors, **tensornet2(1, coulomb=5.0, repulsion=True))
+    z, pos = close_molecule(10, seed=15)
+    converted = load_model(path)
+    save_model(converted, tmp_path / "ours.pt")
+    again = load_model(tmp_path / "ours.pt")
+    q = torch.tensor([-1.0], dtype=torch.float64)
+    assert float(again(z, pos, total_charge=q).energy) == float(converted(z, pos, total_charge=q).energy)
