@@ -180,8 +180,10 @@ def pure_system(force, count):
 @pytest.mark.parametrize("backend", ["TorchForce", "PythonForce"])
 def test_tensornet2_inside_openmm_equals_torchmdnet(tmp_path, platform, backend):
     path = tmp_path / "tensornet2.ckpt"
-    torchmd_train_checkpoint(path, seed=7, prior_model=[{"Atomref": {"max_z": 20}}],
-                             **tensornet2(2, repulsion=True))
+    si_ev = dict(atomic_number=list(range(20)), distance_scale=1e-10, energy_scale=1.602176634e-19)
+    priors = [{"ZBL": dict(si_ev, cutoff_distance=3.0, max_num_neighbors=32)},
+              {"D2": dict(si_ev, cutoff_distance=10.0, max_num_neighbors=64)}, {"Atomref": {"max_z": 20}}]
+    torchmd_train_checkpoint(path, seed=7, prior_model=priors, **tensornet2(2, repulsion=True))
     z, pos = close_molecule(12, seed=9)
     model = load_model(path)
     make = create_torch_force if backend == "TorchForce" else create_python_force
