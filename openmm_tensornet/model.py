@@ -538,7 +538,8 @@ class TensorNet(nn.Module):
             atom_energy = atom_energy + self.frozen_offset
         else:
             atom_energy = atom_energy + self.atomref[z] + (self.energy_mean / counts)[batch]
-        zbl_prior, d2_prior = self.zbl_prior, self.d2_prior
+        zbl_prior = self.zbl_prior  # (one at a time: TorchScript cannot put modules into a tuple)
+        d2_prior = self.d2_prior
         if zbl_prior is not None:  # torchmd-net adds its priors after the standardisation
             atom_energy = atom_energy + zbl_prior(z, pos, box, batch)
         if d2_prior is not None:
