@@ -95,8 +95,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     simulate.add_argument("--timestep", type=float, default=1.0, help="fs (1.0; no constraints in the ML region)")
     simulate.add_argument("--temperature", type=float, default=300.0, help="K (300)")
     simulate.add_argument("--pressure", type=float, default=None, help="bar: NPT with a Monte Carlo barostat")
-    simulate.add_argument("--platform", default="CPU", help="OpenMM platform (CPU)")
-    simulate.add_argument("--precision", default=None, help="single, mixed or double (CUDA/OpenCL)")
+    simulate.add_argument("--platform", default="auto",
+                          help="OpenMM platform: auto (the fastest that runs the TorchForce: CUDA > OpenCL > CPU), "
+                               "CUDA, OpenCL, CPU or Reference")
+    simulate.add_argument("--precision", default=None, choices=["single", "mixed", "double"],
+                          help="CUDA/OpenCL precision (default mixed there)")
     simulate.add_argument("--output", default=None, help="output directory (default: INPUT-stem_md)")
     simulate.add_argument("--report-interval", type=int, default=100, help="steps between frames/log lines (100)")
     simulate.add_argument("--checkpoint-interval", type=int, default=1000, help="steps between checkpoints (1000)")

@@ -69,6 +69,7 @@ def _checks() -> List[Check]:
     checks.append(Check("OpenMM platforms", True, ", ".join(platforms)))
     devices = ["cpu"] + ([f"cuda ({torch.cuda.get_device_name(0)})"] if torch.cuda.is_available() else [])
     checks.append(Check("torch devices", True, ", ".join(devices)))
+    checks.append(_gpu_check(platforms))
     for name in platforms:
         checks.append(_try_platform(name))
     return checks
@@ -82,41 +83,40 @@ def _reloaded(failure: str) -> bool:
 
 
 def _try_platform(name: str) -> Check:
-    """A two-atom TensorNet TorchForce on ``name`` against the direct evaluation."""
-    import numpy as np
-    import openmm
-    import openmm.unit as unit
-    import torch
-
-    from openmm_tensornet import TensorNet, create_torch_force
-    from openmm_tensornet.units import KJ_PER_MOL
+    """A three-atom TensorNet TorchForce on ``name`` against the direct evaluation."""
+    from openmm_tensornet.platforms import CUDA_EXTRA, probe_torch_force
 
     try:
-        torch.manual_seed(0)
-        model = TensorNet(hidden_channels=8, num_layers=1, num_rbf=4, cutoff_upper=4.0, max_z=10, dtype="float32")
-        system = openmm.System()
-        for _ in range(3):
-            system.addParticle(12.0)
-        system.addForce(create_torch_force(model, [6, 8, 1]))
-        positions = np.array([[0.0, 0.0, 0.0], [0.12, 0.0, 0.0], [-0.05, 0.09, 0.0]])
-        context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName(name))
-        context.setPositions(positions)
-        energy = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-        output = model(torch.tensor([6, 8, 1]), torch.tensor(positions * 10, dtype=torch.float32))
-        expected = float(output.energy.sum().detach()) * KJ_PER_MOL["eV"]
-        ok = abs(energy - expected) <= 1e-4 * max(1.0, abs(expected))
-        return Check(f"TorchForce on {name}", ok, f"{energy:.6f} kJ/mol (direct {expected:.6f})",
+        probe = probe_torch_force(name)
+    except Exception as error:  # noqa: BLE001 (the model itself failed: not a platform problem)
+        return Check(f"TorchForce on {name}", False, str(error)[:300] or traceback.format_exc(limit=1),
+                     "see the error; 'openmm-tensornet build-ops' shows compiler problems")
+    if probe.energy is not None:
+        ok = abs(probe.energy - probe.expected) <= 1e-4 * max(1.0, abs(probe.expected))
+        return Check(f"TorchForce on {name}", ok, f"{probe.energy:.6f} kJ/mol (direct {probe.expected:.6f})",
                      "" if ok else "the platform gives another energy than the model: report this with the output")
-    except Exception as error:  # noqa: BLE001
-        message = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        if "set_stride" in str(error) or "undefined symbol" in str(error):
-            fix = "torch and openmmtorch do not match: pip install 'torch==2.9.*' openmmtorch==1.5"
-        elif "CUDA" in name or "OpenCL" in name:
-            fix = f"the {name} platform is present but not usable here (driver/toolkit); use CPU or fix the driver"
-        else:
-            fix = "see the error; 'openmm-tensornet build-ops' shows compiler problems"
-        detail = message[:300] or traceback.format_exc(limit=1)
-        return Check(f"TorchForce on {name}", False, detail, fix)
+    if "set_stride" in probe.error or "undefined symbol" in probe.error:
+        fix = "torch and openmmtorch do not match: pip install 'torch==2.9.*' openmmtorch==1.5"
+    elif name == "CUDA" and re.search(r"kernel|TorchForce|plugin", probe.error, re.IGNORECASE):
+        fix = f"OpenMM's CUDA platform is there but openmm-torch's CUDA plugin is not: {CUDA_EXTRA}"
+    elif name in ("CUDA", "OpenCL"):
+        fix = f"the {name} platform is present but not usable here (driver/toolkit); use CPU or fix the driver"
+    else:
+        fix = "see the error; 'openmm-tensornet build-ops' shows compiler problems"
+    return Check(f"TorchForce on {name}", False, probe.error, fix)
+
+
+def _gpu_check(platforms: List[str]) -> Check:
+    """A GPU that OpenMM cannot use because the CUDA platform wheels are missing."""
+    from openmm_tensornet.platforms import CUDA_EXTRA, gpu_visible
+
+    visible = gpu_visible()
+    if not visible:
+        return Check("GPU", True, "none visible: the CPU platform runs the simulations")
+    if "CUDA" not in platforms:
+        return Check("GPU", False, "an NVIDIA GPU is visible but OpenMM has no CUDA platform (PyPI ships it as a "
+                     "separate wheel)", CUDA_EXTRA)
+    return Check("GPU", True, "visible; OpenMM's CUDA platform is installed")
 
 
 def doctor(show: Callable[[str], None] = print) -> int:

@@ -27,6 +27,8 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 
+from .platforms import choose_platform
+
 WATER_AND_IONS = {"HOH", "WAT", "SOL", "TIP3", "NA", "CL", "K", "MG", "CA", "ZN", "Na+", "Cl-", "K+"}
 DEFAULT_FORCEFIELD = ("amber14-all.xml", "amber14/tip3pfb.xml")
 
@@ -220,11 +222,13 @@ def _select(topology: app.Topology, ml: Optional[str], unmatched: List[str]) -> 
 
 
 def build_simulation(input_path, output=None, temperature: float = 300.0, timestep_fs: float = 1.0,
-                     friction: float = 1.0, pressure: Optional[float] = None, platform: str = "CPU",
+                     friction: float = 1.0, pressure: Optional[float] = None, platform: str = "auto",
                      precision: Optional[str] = None, seed: int = 0, **prepare_options):
     """An ``openmm.app.Simulation`` for ``input_path`` (see :func:`prepare` for the options), minimised, with
     velocities at ``temperature``. With ``output``, writes ``system.xml`` and ``topology.pdb`` there for restarts.
-    ``pressure`` (bar) adds a Monte Carlo barostat (periodic systems only)."""
+    ``pressure`` (bar) adds a Monte Carlo barostat (periodic systems only). ``platform`` "auto": the fastest OpenMM
+    platform that runs the TorchForce (CUDA > OpenCL > CPU), with ``precision`` "mixed" on GPUs unless given (see
+    :func:`openmm_tensornet.platforms.choose_platform`); the model runs on that platform's device."""
     setup = prepare(input_path, **prepare_options)
     system = setup.system
     if pressure is not None:
@@ -246,7 +250,8 @@ def build_simulation(input_path, output=None, temperature: float = 300.0, timest
             state = simulation.context.getState(getPositions=True)
             app.PDBFile.writeFile(setup.topology, state.getPositions(), handle)
         (output / "ml_atoms.txt").write_text(" ".join(map(str, setup.ml_atoms)) + "\n")
-        (output / "settings.txt").write_text(f"{temperature} {timestep_fs} {friction} {platform} {precision}\n")
+        chosen = simulation.context.getPlatform().getName()
+        (output / "settings.txt").write_text(f"{temperature} {timestep_fs} {friction} {chosen} {precision}\n")
     return simulation
 
 
@@ -254,20 +259,15 @@ def _simulation(topology, system, temperature, timestep_fs, friction, platform, 
     integrator = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin, friction / unit.picosecond,
                                                  timestep_fs * unit.femtosecond)
     integrator.setRandomNumberSeed(seed)
-    properties = {}
-    if precision is not None:
-        if platform not in ("CUDA", "OpenCL"):
-            raise SimulationError(f"--precision applies to the CUDA and OpenCL platforms, not {platform}.")
-        properties["Precision"] = precision
     try:
-        chosen = openmm.Platform.getPlatformByName(platform)
-    except Exception:  # noqa: BLE001
-        names = [openmm.Platform.getPlatform(k).getName() for k in range(openmm.Platform.getNumPlatforms())]
-        raise SimulationError(f"OpenMM platform {platform!r} is not available; available: {names}.") from None
-    return app.Simulation(topology, system, integrator, chosen, properties)
+        choice = choose_platform(platform, precision)
+    except ValueError as error:
+        raise SimulationError(str(error)) from None
+    return app.Simulation(topology, system, integrator, openmm.Platform.getPlatformByName(choice.name),
+                          choice.properties)
 
 
-def restart_simulation(output, platform: str = "CPU", precision: Optional[str] = None):
+def restart_simulation(output, platform: str = "auto", precision: Optional[str] = None):
     """Rebuild the simulation written in ``output`` and load its last good checkpoint."""
     from .serialization import deserialize_system
 
@@ -399,7 +399,8 @@ def _finish(simulation, output: Path, start_step: int, seconds: float) -> dict:
                    potential_energy=state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
     lines = ["# Simulation summary", "", f"- steps: {simulation.currentStep} ({done} in this run)",
              f"- simulated time: {simulation.currentStep * step_ps:.3f} ps",
-             f"- speed: {ns_per_day:.2f} ns/day", f"- final potential energy: {summary['potential_energy']:.2f} kJ/mol",
+             f"- speed: {ns_per_day:.2f} ns/day on the {simulation.context.getPlatform().getName()} platform",
+             f"- final potential energy: {summary['potential_energy']:.2f} kJ/mol",
              f"- ML region: {len(simulation.setup.ml_atoms)} atoms"]
     (output / "summary.md").write_text("\n".join(lines) + "\n")
     _plot(output, simulation)

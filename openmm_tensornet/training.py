@@ -8,6 +8,11 @@ from a sensible baseline. AdamW, linear learning-rate warm-up, reduce-on-plateau
 molecule, float32 or float64, resume from ``<output>/last.ckpt`` (bit-for-bit: the same state as an uninterrupted
 run), a progress bar, and at the end ``metrics.md``, ``history.csv`` and ``learning_curve.png``.
 
+``device`` "auto" trains on a GPU when torch sees one. Under ``torchrun`` (``torchrun --nproc_per_node K
+-m openmm_tensornet.cli train config.yaml``, one process per GPU, or several nodes) the run is data-parallel: each
+process takes its share of every global batch of ``batch_size`` and the gradients are summed (NCCL on GPUs, gloo
+on CPUs), which gives the same result as one process (see :mod:`openmm_tensornet.distributed`).
+
 The output ``<output>/model.pt`` is an ordinary checkpoint (:func:`openmm_tensornet.save_model`): hyper-parameters
 and units included, ready for :class:`TensorNetPotential` and the OpenMM export.
 """
@@ -28,6 +33,7 @@ import torch
 
 from .checkpoint import save_model
 from .data import Molecule, read_dataset, split_by_molecule
+from .distributed import World, resolve_device, world_from_environment
 from .model import TensorNet
 
 TRAINING_STATE_VERSION = 1
@@ -64,6 +70,7 @@ class TrainingConfig:
     progress: bool = True
     max_minutes: Optional[float] = None
     threads: Optional[int] = None
+    device: str = "auto"
 
     @classmethod
     def from_yaml(cls, path) -> "TrainingConfig":
@@ -139,11 +146,28 @@ class Batches:
             out["polarizability"] = torch.stack(polar).to(self.dtype)
         return out
 
-    def epoch(self, batch_size: int, generator: Optional[torch.Generator]):
+    def epoch_records(self, batch_size: int, generator: Optional[torch.Generator]):
+        """The records of each batch (shuffled by ``generator``; in order without one)."""
         order = torch.randperm(len(self.records), generator=generator).tolist() if generator is not None \
             else list(range(len(self.records)))
         for start in range(0, len(order), batch_size):
-            yield self.collate([self.records[i] for i in order[start:start + batch_size]])
+            yield [self.records[i] for i in order[start:start + batch_size]]
+
+    def epoch(self, batch_size: int, generator: Optional[torch.Generator], device: Optional[torch.device] = None):
+        for chosen in self.epoch_records(batch_size, generator):
+            yield to_device(self.collate(chosen), device)
+
+    def totals(self, chosen: Sequence[Record]) -> Dict[str, float]:
+        """The counts a batch's loss is normalised by (molecules, force components), from the records alone."""
+        atoms = sum(len(self.molecules[record.molecule].z) for record in chosen)
+        return dict(molecules=float(len(chosen)), components=3.0 * atoms)
+
+
+def to_device(batch: Dict[str, torch.Tensor], device: Optional[torch.device]) -> Dict[str, torch.Tensor]:
+    """A batch on ``device`` (pinned and copied asynchronously to a GPU, so the copy overlaps the GPU's work)."""
+    if device is None or device.type == "cpu":
+        return batch
+    return {key: value.pin_memory().to(device, non_blocking=True) for key, value in batch.items()}
 
 
 def _records(molecules: Sequence[Molecule], indices: Sequence[int]) -> List[Record]:
@@ -218,14 +242,20 @@ def _counts(batch: Dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def loss_terms(model, batch: Dict[str, torch.Tensor], config: TrainingConfig,
-               recipe: TensorNetRecipe = _RECIPE) -> Dict[str, torch.Tensor]:
+               recipe: TensorNetRecipe = _RECIPE, totals: Optional[Dict[str, float]] = None) -> Dict[str, torch.Tensor]:
+    """The weighted loss of ``batch`` and its terms: mean squared errors, or with ``totals`` (the counts of the
+    global batch this one is a share of, see :meth:`Batches.totals`) sums divided by those counts, so that the
+    shares of all processes add up to the global batch's loss."""
     out = recipe.evaluate(model, batch)
     per_atom = (out.energy - batch["energy"]) / _counts(batch)
-    terms = {"energy": (per_atom**2).mean(), "forces": ((out.forces - batch["forces"]) ** 2).mean()}
+    molecules = float(per_atom.shape[0]) if totals is None else totals["molecules"]
+    components = float(batch["forces"].numel()) if totals is None else totals["components"]
+    terms = {"energy": (per_atom**2).sum() / molecules,
+             "forces": ((out.forces - batch["forces"]) ** 2).sum() / components}
     if config.dipole_weight > 0 and out.dipole is not None and "dipole" in batch:
-        terms["dipole"] = ((out.dipole - batch["dipole"]) ** 2).mean()
+        terms["dipole"] = ((out.dipole - batch["dipole"]) ** 2).sum() / (3.0 * molecules)
     if config.polarizability_weight > 0 and out.polarizability is not None and "polarizability" in batch:
-        terms["polarizability"] = ((out.polarizability - batch["polarizability"]) ** 2).mean()
+        terms["polarizability"] = ((out.polarizability - batch["polarizability"]) ** 2).sum() / (9.0 * molecules)
     weights = {"energy": config.energy_weight, "forces": config.forces_weight, "dipole": config.dipole_weight,
                "polarizability": config.polarizability_weight}
     terms["loss"] = sum(weights[k] * v for k, v in terms.items())
@@ -244,7 +274,8 @@ def evaluate_errors(model, data: Batches, batch_size: int = 32, recipe: TensorNe
     was_training = model.training
     model.eval()
     position = 0
-    for batch in data.epoch(batch_size, None):
+    device = next(model.parameters()).device
+    for batch in data.epoch(batch_size, None, device):
         out = recipe.evaluate(model, batch)
         difference = (out.energy - batch["energy"]).detach()
         for k, value in enumerate(difference.tolist()):
@@ -293,6 +324,8 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
     config.check()
     if config.threads:
         torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    world = world_from_environment(device)
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
     molecules = read_dataset(config.data) if molecules is None else molecules
     train_records, val_records, test_records = split_records(molecules, config)
@@ -313,7 +346,7 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
     rms_force = math.sqrt(float(np.mean([np.mean(molecules[r.molecule].forces[r.index] ** 2)
                                          for r in train_records])))
     atomrefs = fit_atomrefs(molecules, train_records, int(hyper.get("max_z", 128)))
-    model = recipe.build(hyper, atomrefs, max(rms_force, 1e-3))
+    model = recipe.build(hyper, atomrefs, max(rms_force, 1e-3)).to(device)
     model.train()
     ema = copy.deepcopy(model)
     for parameter in ema.parameters():
@@ -324,7 +357,7 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
     state = dict(epoch=0, step=0, best=math.inf, best_epoch=-1, since_best=0, history=[])
     last = output / "last.ckpt"
     if config.resume and last.exists():
-        saved = torch.load(last, weights_only=False)
+        saved = torch.load(last, weights_only=False, map_location=device)
         if saved.get("version") != TRAINING_STATE_VERSION:
             raise ValueError(f"{last} was written by another version of the trainer; delete it or set resume: false.")
         if saved["config"] != _comparable(config):
@@ -335,8 +368,9 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
         optimizer.load_state_dict(saved["optimizer"])
         plateau.load_state_dict(saved["plateau"])
         state = saved["state"]
-        torch.set_rng_state(saved["torch_rng"])
+        torch.set_rng_state(saved["torch_rng"].cpu())
         _say(config, f"resumed from {last} after epoch {state['epoch']}")
+    world.barrier()  # every process has read last.ckpt before the first one rewrites it
 
     started = time.time()
     stopped = "epochs"
@@ -346,21 +380,20 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
         generator = torch.Generator().manual_seed(config.seed * 100003 + epoch)
         running, seen = 0.0, 0
         bar = progress(total=len(training), desc=f"epoch {epoch + 1}/{config.epochs}")
-        for batch in training.epoch(config.batch_size, generator):
+        for chosen in training.epoch_records(config.batch_size, generator):
             warm = min(1.0, (state["step"] + 1) / max(config.warmup_steps, 1))
             if state["step"] < config.warmup_steps:
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * warm
-            terms = loss_terms(model, batch, config, recipe)
             optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
+            loss = _backward_share(model, training, chosen, world, device, config, recipe)
             if config.gradient_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip)
             optimizer.step()
             state["step"] += 1
             _update_ema(ema, model, config.ema_decay, state["step"])
-            size = int(batch["energy"].shape[0])
-            running += float(terms["loss"].detach()) * size
+            size = len(chosen)
+            running += loss * size
             seen += size
             bar.update(size)
             bar.set_postfix(loss=f"{running / seen:.4g}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
@@ -375,16 +408,18 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
         improved = val_loss < state["best"]
         if improved:
             state.update(best=val_loss, best_epoch=epoch + 1, since_best=0)
-            recipe.save(ema, output / "model.pt")
+            if world.main:
+                recipe.save(ema, output / "model.pt")
         else:
             state["since_best"] += 1
         state["epoch"] = epoch + 1
         _say(config, f"epoch {epoch + 1}: train loss {row['train_loss']:.4g}, val loss {val_loss:.4g}, val forces "
                      f"MAE {metrics['forces_mae_meV_per_A']:.1f} meV/Å, energy MAE "
                      f"{metrics['energy_per_atom_mae_meV']:.2f} meV/atom{' (best)' if improved else ''}")
-        torch.save(dict(version=TRAINING_STATE_VERSION, config=_comparable(config), model=model.state_dict(),
-                        ema=ema.state_dict(), optimizer=optimizer.state_dict(), plateau=plateau.state_dict(),
-                        state=state, torch_rng=torch.get_rng_state()), last)
+        if world.main:
+            torch.save(dict(version=TRAINING_STATE_VERSION, config=_comparable(config), model=model.state_dict(),
+                            ema=ema.state_dict(), optimizer=optimizer.state_dict(), plateau=plateau.state_dict(),
+                            state=state, torch_rng=torch.get_rng_state()), last)
         if state["since_best"] >= config.early_stopping_patience:
             stopped = f"early stopping (no improvement for {config.early_stopping_patience} epochs)"
             break
@@ -392,11 +427,27 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
             stopped = f"time limit ({config.max_minutes} min)"
             break
 
+    world.barrier()  # model.pt is written
     best = recipe.load(output / "model.pt")
     test_metrics = evaluate_errors(best, test, recipe=recipe) if len(test) else {}
-    _write_reports(output, state["history"], test_metrics, config, stopped, molecules, train_records, val_records,
-                   test_records)
+    if world.main:
+        _write_reports(output, state["history"], test_metrics, config, stopped, molecules, train_records,
+                       val_records, test_records)
     return TrainingResult(best, state["history"], test_metrics, output, state["epoch"], stopped)
+
+
+def _backward_share(model, training: Batches, chosen: Sequence[Record], world: World, device: torch.device,
+                    config: TrainingConfig, recipe: TensorNetRecipe) -> float:
+    """Gradients of the global batch ``chosen`` summed over the processes (each backpropagates its share, with
+    the loss normalised by the global counts); returns the global batch's loss."""
+    mine = world.share(chosen)
+    loss = 0.0
+    if mine:
+        terms = loss_terms(model, to_device(training.collate(mine), device), config, recipe, training.totals(chosen))
+        terms["loss"].backward()
+        loss = float(terms["loss"].detach())
+    world.sum_gradients([parameter for parameter in model.parameters() if parameter.requires_grad])
+    return world.sum(loss, device)
 
 
 def _check_elements(molecules: Sequence[Molecule], max_z: int) -> None:
@@ -410,7 +461,8 @@ def _check_elements(molecules: Sequence[Molecule], max_z: int) -> None:
 def _comparable(config: TrainingConfig) -> Dict[str, Any]:
     """The settings that define a run (what may change on resume: epochs, progress, time limit, threads)."""
     values = asdict(config)
-    for key in ("epochs", "progress", "max_minutes", "threads", "resume", "output", "early_stopping_patience"):
+    for key in ("epochs", "progress", "max_minutes", "threads", "resume", "output", "early_stopping_patience",
+                "device"):
         values.pop(key)
     values["split"] = list(values["split"])
     return values
@@ -429,7 +481,7 @@ def _update_ema(ema: TensorNet, model: TensorNet, decay: float, step: int) -> No
 def _validation_loss(model, data: Batches, config: TrainingConfig, recipe: TensorNetRecipe) -> float:
     model.eval()
     total, count = 0.0, 0
-    for batch in data.epoch(64, None):
+    for batch in data.epoch(64, None, next(model.parameters()).device):
         terms = loss_terms(model, batch, config, recipe)
         size = int(batch["energy"].shape[0])
         total += float(terms["loss"].detach()) * size

@@ -210,3 +210,41 @@ def test_dipole_targets_train_the_dipole_head(dataset, tmp_path):
     first = result.history[0]["val_dipole_mae_eA"]
     best = min(row["val_dipole_mae_eA"] for row in result.history)
     assert best < 0.7 * first, (first, best)
+
+
+def test_two_processes_give_the_run_of_one_with_the_same_global_batch(dataset, tmp_path):
+    """torchrun with 2 CPU processes (gloo): each takes half of every global batch of 7 (uneven shares), the
+    gradients are summed; the result equals one process with the same global batch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    settings = dict(epochs=2, batch_size=7, dtype="float64", device="cpu")
+    single = train(tiny_config(dataset, tmp_path / "one", **settings))
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_training import tiny_config\n"
+        "from openmm_tensornet.training import train\n"
+        f"train(tiny_config({str(dataset)!r}, {str(tmp_path / 'two')!r}, **{settings!r}))\n")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    parallel = load_model(tmp_path / "two" / "model.pt")
+    for (name, a), (_, b) in zip(single.model.state_dict().items(), parallel.state_dict().items()):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12), name
+    history = (tmp_path / "two" / "history.csv").read_text().splitlines()
+    assert len(history) == 3  # written once, by process 0 (header + 2 epochs)
+    assert not torch.equal(single.model.state_dict()["readout_linear.weight"],
+                           train(tiny_config(dataset, tmp_path / "other", **dict(settings, batch_size=3)))
+                           .model.state_dict()["readout_linear.weight"])  # the batch size matters: the test can fail
+
+
+def test_device_setting_is_checked(dataset, tmp_path):
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+        train(tiny_config(dataset, tmp_path / "x", device="gpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no GPU"):
+            train(tiny_config(dataset, tmp_path / "y", device="cuda"))
