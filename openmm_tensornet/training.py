@@ -24,7 +24,7 @@ import csv
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -326,6 +326,8 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     world = world_from_environment(device)
+    if not world.main:  # one progress report, from process 0
+        config = replace(config, progress=False)
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
     molecules = read_dataset(config.data) if molecules is None else molecules
     train_records, val_records, test_records = split_records(molecules, config)
