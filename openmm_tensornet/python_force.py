@@ -51,18 +51,25 @@ class TensorNetComputation:
     def __call__(self, state):
         import openmm.unit as unit
 
+        device = self.device()
         positions = torch.from_numpy(
             np.ascontiguousarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=np.float64)
-        ).requires_grad_(True)
+        ).to(device).requires_grad_(True)
         arguments = [positions]
         if self.uses_box:
             box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
-            arguments.append(torch.from_numpy(np.ascontiguousarray(box, dtype=np.float64)))
+            arguments.append(torch.from_numpy(np.ascontiguousarray(box, dtype=np.float64)).to(device))
         if self.parameter is not None:
-            arguments.append(torch.tensor(state.getParameters()[self.parameter], dtype=torch.float64))
+            arguments.append(torch.tensor(state.getParameters()[self.parameter], dtype=torch.float64, device=device))
         energy = self._callable()(*arguments)
         (gradient,) = torch.autograd.grad(energy, positions)
-        return float(energy.detach()), -gradient.numpy()
+        return float(energy.detach()), -gradient.cpu().numpy()
+
+    def device(self) -> torch.device:
+        """Where the model is (``model.to("cuda")`` before creating the force runs it on the GPU)."""
+        for buffer in self.module.buffers():
+            return buffer.device
+        return torch.device("cpu")
 
 
 def _inductor_cache_dir() -> str:
@@ -91,7 +98,8 @@ def create_python_force(
     ``compile=True`` runs the module through ``torch.compile`` (compiled on the first evaluation, which takes
     about half a minute), with static shapes: a neighbour capacity sized from the density as for CUDA graphs
     (``box_vectors``, in nm, give the density of a periodic ML system; ``neighbor_capacity`` overrides it).
-    ``False`` runs the module eagerly.
+    ``False`` runs the module eagerly. It runs where ``model`` is: move the model to a GPU (``model.to("cuda")``
+    or ``load_model(path, device="cuda")``) to evaluate it there; positions and forces are copied each step.
     """
     import openmm
 

@@ -9,6 +9,7 @@ import numpy as np
 import openmm
 import openmm.unit as unit
 import pytest
+import torch
 from conftest import small_model
 from test_openmm_integration import alanine_dipeptide, evaluate
 
@@ -96,3 +97,28 @@ def test_unsupported_combinations_are_clear_errors():
         potential.createSystem(topology, backend="PythonForce", cudaGraphs=True)
     with pytest.raises(ValueError, match="torchCompile applies to backend='PythonForce'"):
         potential.createMixedSystem(topology, system, range(22), torchCompile=True)
+
+
+def test_the_python_force_runs_where_the_model_is():
+    from openmm_tensornet.export import force_module
+    from openmm_tensornet.python_force import TensorNetComputation
+
+    module, uses_box = force_module(small_model(), [8, 1, 1], None, 0.0, False, None, 0, None, None, False, None,
+                                    None, "")
+    assert TensorNetComputation(module, uses_box, None, False).device() == torch.device("cpu")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_python_force_of_a_gpu_model_equals_the_cpu_one():
+    positions = [[0.0, 0.0, 0.0], [0.096, 0.0, 0.0], [-0.024, 0.093, 0.0]]
+    energies = []
+    for model in (small_model(), small_model().to("cuda")):
+        system = openmm.System()
+        for _ in range(3):
+            system.addParticle(12.0)
+        system.addForce(create_python_force(model, [8, 1, 1]))
+        context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
+        context.setPositions(positions)
+        energies.append(context.getState(getEnergy=True).getPotentialEnergy()._value)
+    assert energies[0] == pytest.approx(energies[1], rel=1e-9)
