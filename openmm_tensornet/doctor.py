@@ -65,7 +65,9 @@ def _checks() -> List[Check]:
         checks.append(Check("openmm-torch GPU plugins", True, f"not loaded, no driver on this machine: {names}"))
     checks.append(Check("openmm-torch plugins", not serious, "loaded" if not serious else "; ".join(serious)[:400],
                         "" if not serious else "reinstall openmmtorch for this torch (a binary mismatch)"))
-    platforms = [openmm.Platform.getPlatform(k).getName() for k in range(openmm.Platform.getNumPlatforms())]
+    from openmm_tensornet.platforms import available_platforms
+
+    platforms = available_platforms()
     checks.append(Check("OpenMM platforms", True, ", ".join(platforms)))
     devices = ["cpu"] + ([f"cuda ({torch.cuda.get_device_name(0)})"] if torch.cuda.is_available() else [])
     checks.append(Check("torch devices", True, ", ".join(devices)))
