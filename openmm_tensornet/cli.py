@@ -72,6 +72,17 @@ def _train(args) -> int:
     return 0
 
 
+def _ligand_arguments(parser) -> None:
+    parser.add_argument("--ligand", nargs="+", default=None, metavar="FILE",
+                        help="SDF or MOL2 file(s) with the docked ligand pose (hydrogens and bond orders included); "
+                             "the ligand is the ML region, its formal charge the region's charge")
+    parser.add_argument("--ligand-index", type=int, default=None,
+                        help="use only this record (0-based) of a multi-record ligand file")
+    parser.add_argument("--ligand-charges", default="am1bcc", choices=["am1bcc", "xtb"],
+                        help="ligand MM parameters: am1bcc (AM1-BCC + GAFF2 from AmberTools, cached; default) or xtb "
+                             "(GFN2-xTB charges and generic Lennard-Jones, nonbonded only)")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="openmm-tensornet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,7 +90,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     commands.add_parser("build-ops", help="compile the neighbour-list ops now (with the full build log)")
     commands.add_parser("doctor", help="check the installation end to end and print the fix for each problem")
     simulate = commands.add_parser("simulate", help="run ML/MM molecular dynamics from a PDB file")
-    simulate.add_argument("input", help="PDB file (with hydrogens, or use --fix)")
+    simulate.add_argument("input", nargs="?", default=None,
+                          help="PDB file (with hydrogens, or use --fix), or an Amber prmtop; may be left out with "
+                               "--ligand (the ligand alone)")
+    _ligand_arguments(simulate)
     simulate.add_argument("--ml", default=None, help="mdtraj selection of the ML region (default: the residues the "
                           "force field cannot template; else the solute; else everything)")
     simulate.add_argument("--model", default=None, help="model file (ours or a torchmd-net .ckpt; default: shipped)")
@@ -143,7 +157,10 @@ def _simulate(args) -> int:
 
     from .simulate import SimulationError, build_simulation, restart_simulation, run
 
-    output = Path(args.output or (Path(args.input).stem + "_md"))
+    if args.input is None and not args.ligand:
+        print("error: give an input structure (PDB or prmtop), --ligand FILE, or both.", file=sys.stderr)
+        return 2
+    output = Path(args.output or (Path(args.input or args.ligand[0]).stem + "_md"))
     try:
         if args.restart:
             simulation = restart_simulation(output, args.platform, args.precision)
@@ -156,7 +173,8 @@ def _simulate(args) -> int:
                 pressure=args.pressure, platform=args.platform, precision=args.precision, seed=args.seed,
                 ml=args.ml, forcefield=args.forcefield, ligand_forcefield=args.ligand_forcefield, fix=args.fix,
                 solvate=args.solvate, padding=args.padding, ionic_strength=args.ionic_strength,
-                ml_charge=args.ml_charge, potential=TensorNetPotential(args.model), inpcrd=args.inpcrd)
+                ml_charge=args.ml_charge, potential=TensorNetPotential(args.model), inpcrd=args.inpcrd,
+                ligand=args.ligand, ligand_index=args.ligand_index, ligand_charges=args.ligand_charges)
             setup = simulation.setup
             print(f"{setup.topology.getNumAtoms()} atoms, ML region {len(setup.ml_atoms)} atoms (charge "
                   f"{setup.ml_charge:+d}){', pure ML' if setup.pure_ml else ''}")
@@ -164,7 +182,7 @@ def _simulate(args) -> int:
                 print(f"note: {note}")
         summary = run(simulation, args.steps, output, args.report_interval, args.checkpoint_interval,
                       trajectory="xtc" if args.xtc else "dcd")
-    except (SimulationError, ValueError, FileNotFoundError) as error:
+    except (SimulationError, ValueError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"{summary['steps']} steps, {summary['ns_per_day']:.2f} ns/day; outputs in {output}/ (summary.md)")

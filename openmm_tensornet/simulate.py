@@ -14,6 +14,7 @@ temperature, ML-region RMSD over time).
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import sys
@@ -31,6 +32,7 @@ from .platforms import choose_platform
 
 WATER_AND_IONS = {"HOH", "WAT", "SOL", "TIP3", "NA", "CL", "K", "MG", "CA", "ZN", "Na+", "Cl-", "K+"}
 DEFAULT_FORCEFIELD = ("amber14-all.xml", "amber14/tip3pfb.xml")
+LIGAND_CHARGES = ("am1bcc", "xtb")
 
 
 class SimulationError(RuntimeError):
@@ -98,27 +100,64 @@ def _label(atom) -> str:
 def prepare(input_path, ml: Optional[str] = None, forcefield: Sequence[str] = DEFAULT_FORCEFIELD,
             ligand_forcefield: Optional[Sequence[str]] = None, fix: bool = False, solvate: bool = False,
             padding: float = 1.0, ionic_strength: float = 0.15, ml_charge: Optional[int] = None,
-            potential=None, inpcrd=None) -> Setup:
+            potential=None, inpcrd=None, ligand=None, ligand_index: Optional[int] = None,
+            ligand_charges: str = "am1bcc", interpolate: bool = False) -> Setup:
     """Read, check, (fix, solvate,) parameterise, and split a structure into ML and MM parts.
 
-    ``input_path`` is a PDB file, or an Amber ``.prmtop`` of the whole system with its coordinates in ``inpcrd``
-    (then the MM parameters, the ligand's included, come from the prmtop)."""
+    ``input_path`` is a PDB file (a protein, or a complex), or an Amber ``.prmtop`` of the whole system with its
+    coordinates in ``inpcrd`` (then the MM parameters, the ligand's included, come from the prmtop), or None with
+    ``ligand`` alone (the ligand in vacuum, or in water with ``solvate``).
+
+    ``ligand``: an SDF/MOL2 file (or a list of them) with the docked pose(s), hydrogens and bond orders; every record
+    is added unless ``ligand_index`` picks one. The ligands are the default ML region, with the sum of their formal
+    charges as its charge. Their MM parameters (used for the ML/MM coupling, and as the whole MM description at
+    ``lambda_interpolate = 0``): ``ligand_charges="am1bcc"``, AM1-BCC charges and GAFF2 (AmberTools, cached; see
+    :mod:`openmm_tensornet.ligand_forcefield`), or ``"xtb"``, GFN2-xTB charges and generic Lennard-Jones only
+    (:mod:`openmm_tensornet.ligand_parameters`). ``interpolate`` builds the system with ``lambda_interpolate``
+    (always as a mixed system, also when the ML region is everything)."""
     from .potential import TensorNetPotential
 
-    path = Path(input_path)
     notes: List[str] = []
-    if path.suffix.lower() in (".prmtop", ".parm7"):
-        return _prepare_amber(path, ml, inpcrd, ml_charge, potential)
-    topology, positions = _load_structure(path, fix)
+    potential = potential or TensorNetPotential()
+    if ligand_charges not in LIGAND_CHARGES:
+        raise SimulationError(f"ligand charges must be one of {LIGAND_CHARGES}; got {ligand_charges!r}.")
+    ligands = _read_ligands(ligand, ligand_index, potential) if ligand is not None else []
+    if input_path is None:
+        if not ligands:
+            raise SimulationError("give an input structure (PDB or prmtop), a ligand file (--ligand), or both.")
+        path = Path(ligands[0].source.split(" (record")[0])
+        topology, positions = app.Topology(), np.zeros((0, 3))
+    else:
+        path = Path(input_path)
+        if path.suffix.lower() in (".prmtop", ".parm7"):
+            if ligands:
+                raise SimulationError("an Amber prmtop already holds the whole system: drop --ligand (or give the "
+                                      "protein as a PDB file).")
+            return _prepare_amber(path, ml, inpcrd, ml_charge, potential, interpolate)
+        topology, positions = _load_structure(path, fix)
+    if ligands:
+        from .ligands import LigandError, add_ligands
+
+        try:
+            topology, positions = add_ligands(topology, positions, ligands)
+        except LigandError as error:
+            raise SimulationError(str(error)) from None
     _check_structure(topology, positions, path)
-    ff = app.ForceField(*forcefield, *(ligand_forcefield or ()))
+    extra_xml = []
+    if ligands and ligand_charges == "am1bcc":
+        from .ligand_forcefield import ligand_forcefield_xml
+
+        extra_xml.append(io.StringIO(ligand_forcefield_xml(ligands)))
+        notes.append(f"ligand MM parameters: GAFF2 + AM1-BCC (AmberTools) for {sorted({lg.name for lg in ligands})}")
+    ff = app.ForceField(*forcefield, *(ligand_forcefield or ()), *extra_xml)
     unmatched = ff.getUnmatchedResidues(topology)
     unmatched_names = sorted({r.name for r in unmatched})
     generator = None
     if unmatched:
         from .ligand_parameters import GeneratedLigandParameters
 
-        charges = {name: int(ml_charge or 0) for name in unmatched_names}
+        formal = {lg.name: lg.charge for lg in ligands}
+        charges = {name: formal.get(name, int(ml_charge or 0)) for name in unmatched_names}
         generator = GeneratedLigandParameters(topology, positions, charges)
         ff.registerTemplateGenerator(generator)
     modeller = app.Modeller(topology, positions * unit.nanometer)
@@ -131,10 +170,11 @@ def prepare(input_path, ml: Optional[str] = None, forcefield: Sequence[str] = DE
     topology, positions = modeller.topology, np.asarray(modeller.positions.value_in_unit(unit.nanometer))
     periodic = topology.getPeriodicBoxVectors() is not None
     atoms = list(topology.atoms())
-    ml_atoms = _select(topology, ml, unmatched_names)
-    potential = potential or TensorNetPotential()
+    ml_atoms = _select(topology, ml, sorted({lg.name for lg in ligands}) or unmatched_names)
+    if ligands and ml is None and ml_charge is None:
+        ml_charge = sum(lg.charge for lg in ligands)
     cutoff_nm = potential.model.cutoff_upper / 10.0 if potential.model.length_unit == "angstrom" else None
-    if len(ml_atoms) == len(atoms):
+    if len(ml_atoms) == len(atoms) and not interpolate:
         if periodic and cutoff_nm is not None:
             box = topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)
             if min(box[0][0], box[1][1], box[2][2]) < 2 * cutoff_nm:
@@ -160,7 +200,7 @@ def prepare(input_path, ml: Optional[str] = None, forcefield: Sequence[str] = DE
     if abs(region_charge - charge) > 1e-3:
         notes.append(f"ML region MM charge {region_charge:+.3f} e differs from the charge given to TensorNet "
                      f"({charge:+d} e)")
-    system = potential.createMixedSystem(topology, mm_system, ml_atoms, charge=charge)
+    system = potential.createMixedSystem(topology, mm_system, ml_atoms, charge=charge, interpolate=interpolate)
     if generator is not None and generator.generated:
         notes.append(f"generated MM nonbonded parameters for {sorted(set(generator.generated))} (approximate)")
     return Setup(topology, positions, system, ml_atoms, charge, False, notes)
@@ -171,7 +211,32 @@ STANDARD = {"ALA", "ARG", "ASN", "ASP", "ASH", "CYS", "CYX", "CYM", "GLN", "GLU"
             "NH2", "A", "C", "G", "U", "DA", "DC", "DG", "DT"}
 
 
-def _prepare_amber(path: Path, ml, inpcrd, ml_charge, potential) -> Setup:
+def _read_ligands(ligand, index: Optional[int], potential) -> list:
+    from .ligands import LigandError, check_elements, read_ligands
+
+    files = [ligand] if isinstance(ligand, (str, os.PathLike)) else list(ligand)
+    if index is not None and len(files) != 1:
+        raise SimulationError(f"--ligand-index picks a record of one ligand file; got {len(files)} files.")
+    ligands = []
+    try:
+        for file in files:
+            for found in read_ligands(file, index):
+                found.name = "LIG" if not ligands else f"L{len(ligands):02d}"
+                found.topology = _renamed(found.topology, found.name)
+                ligands.append(found)
+        check_elements(ligands, potential.model.hparams.get("elements"))
+    except LigandError as error:
+        raise SimulationError(str(error)) from None
+    return ligands
+
+
+def _renamed(topology: app.Topology, name: str) -> app.Topology:
+    for residue in topology.residues():
+        residue.name = name
+    return topology
+
+
+def _prepare_amber(path: Path, ml, inpcrd, ml_charge, potential, interpolate: bool = False) -> Setup:
     from .potential import TensorNetPotential
 
     if not path.exists():
@@ -195,10 +260,10 @@ def _prepare_amber(path: Path, ml, inpcrd, ml_charge, potential) -> Setup:
     nonbonded = next(f for f in mm_system.getForces() if isinstance(f, openmm.NonbondedForce))
     region_charge = sum(nonbonded.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge) for i in ml_atoms)
     charge = int(ml_charge) if ml_charge is not None else int(round(region_charge))
-    if len(ml_atoms) == topology.getNumAtoms():
+    if len(ml_atoms) == topology.getNumAtoms() and not interpolate:
         return Setup(topology, positions, potential.createSystem(topology, charge=charge), ml_atoms, charge, True,
                      [f"MM parameters from {path.name}"])
-    system = potential.createMixedSystem(topology, mm_system, ml_atoms, charge=charge)
+    system = potential.createMixedSystem(topology, mm_system, ml_atoms, charge=charge, interpolate=interpolate)
     return Setup(topology, positions, system, ml_atoms, charge, False, [f"MM parameters from {path.name}"])
 
 
