@@ -21,10 +21,16 @@ from .serialization import deserialize_system, install_safe_copies, serialize_sy
 
 install_safe_copies()
 from .training import TrainingConfig, train  # noqa: E402
+from .free_energy import LegResult, cycle_report, interpolation_free_energy  # noqa: E402
+from .free_energy_legs import ligand_legs  # noqa: E402
+from .ligands import Ligand, LigandError, read_ligands  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LegResult",
+    "Ligand",
+    "LigandError",
     "NeighborPairs",
     "TensorNet",
     "TensorNetOutput",
@@ -34,15 +40,19 @@ __all__ = [
     "check_torch_abi",
     "create_python_force",
     "create_torch_force",
+    "cycle_report",
     "deserialize_system",
     "energy_report",
     "export_torchscript",
+    "interpolation_free_energy",
+    "ligand_legs",
     "load_default_model",
     "load_model",
     "load_ops",
     "neighbor_pairs",
     "neighbor_pairs_reference",
     "ops_status",
+    "read_ligands",
     "save_model",
     "serialize_system",
     "train",

@@ -133,6 +133,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     generate.add_argument("--charge", type=int, default=None, help="total charge (default: from the input)")
     generate.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     generate.add_argument("--seed", type=int, default=0)
+    from .free_energy_cli import add_parser as add_free_energy
+
+    free_energy = add_free_energy(commands)
+    free_energy.add_argument("--ligand", required=True, help="SDF or MOL2 file of the ligand (hydrogens included)")
+    free_energy.add_argument("--ligand-index", type=int, default=None, help="record of a multi-record file")
+    free_energy.add_argument("--protein", default=None, help="receptor PDB (for the complex leg)")
+    free_energy.add_argument("--legs", default=None,
+                             help="comma-separated legs: vacuum, solvent, complex (default: solvent,complex with "
+                                  "--protein, else vacuum,solvent)")
+    free_energy.add_argument("--ligand-charges", default="am1bcc", choices=["am1bcc", "xtb"])
+    free_energy.add_argument("--model", default=None, help="model file (default: shipped)")
+    free_energy.add_argument("--padding", type=float, default=1.0, help="solvent padding, nm (1.0)")
+    free_energy.add_argument("--complex-vacuum", action="store_true",
+                             help="run the complex leg without solvent (a quick check, not a binding correction)")
     train = commands.add_parser("train", help="train a TensorNet model from a YAML configuration")
     train.add_argument("config", help="YAML file with the keys of openmm_tensornet.training.TrainingConfig")
     train.add_argument("--no-resume", action="store_true", help="start afresh even if OUTPUT/last.ckpt exists")
@@ -149,7 +163,32 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _generate(args)
     if args.command == "train":
         return _train(args)
+    if args.command == "free-energy":
+        return _free_energy(args)
     return _simulate(args)
+
+
+def _free_energy(args) -> int:
+    from .free_energy_cli import sampling_options
+    from .free_energy_legs import ligand_legs
+    from .potential import TensorNetPotential
+    from .simulate import SimulationError
+
+    legs = args.legs.split(",") if args.legs else (["solvent", "complex"] if args.protein else ["vacuum", "solvent"])
+    try:
+        options = sampling_options(args)
+        result = ligand_legs(args.ligand, args.protein, [leg.strip() for leg in legs], ligand_index=args.ligand_index,
+                             ligand_charges=args.ligand_charges, potential=TensorNetPotential(args.model),
+                             padding=args.padding, complex_solvent=not args.complex_vacuum, **options)
+    except (SimulationError, ValueError, FileNotFoundError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for name, estimates in result["cycle"].items():
+        shown = ", ".join(f"{method} {e.value:.2f} ± {e.sigma:.2f}" for method, e in estimates.items())
+        print(f"{name}: {shown} kJ/mol")
+    if result["cycle"]:
+        print(f"report: {args.output}/cycle.md")
+    return 0
 
 
 def _simulate(args) -> int:

@@ -191,8 +191,10 @@ def prepare(input_path, ml: Optional[str] = None, forcefield: Sequence[str] = DE
             raise SimulationError(f"the periodic box ({box[0][0]:.2f} x {box[1][1]:.2f} x {box[2][2]:.2f} nm) is "
                                   "smaller than twice the 1.0 nm MM cutoff; use a larger box (--padding 1.0 or "
                                   "more).")
+    # With interpolate the region's constrained bonds (removed inside the ML region) must keep their MM bond terms
+    # for lambda_interpolate < 1.
     mm_system = ff.createSystem(topology, nonbondedMethod=method, nonbondedCutoff=1.0 * unit.nanometer,
-                                constraints=app.HBonds, rigidWater=True)
+                                constraints=app.HBonds, rigidWater=True, flexibleConstraints=interpolate)
     nonbonded = next(f for f in mm_system.getForces() if isinstance(f, openmm.NonbondedForce))
     region_charge = sum(nonbonded.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge)
                         for i in ml_atoms)
@@ -255,7 +257,8 @@ def _prepare_amber(path: Path, ml, inpcrd, ml_charge, potential, interpolate: bo
     ml_atoms = _select(topology, ml, ligands)
     periodic = topology.getPeriodicBoxVectors() is not None
     mm_system = prmtop.createSystem(nonbondedMethod=app.PME if periodic else app.NoCutoff,
-                                    nonbondedCutoff=1.0 * unit.nanometer, constraints=app.HBonds)
+                                    nonbondedCutoff=1.0 * unit.nanometer, constraints=app.HBonds,
+                                    flexibleConstraints=interpolate)
     potential = potential or TensorNetPotential()
     nonbonded = next(f for f in mm_system.getForces() if isinstance(f, openmm.NonbondedForce))
     region_charge = sum(nonbonded.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge) for i in ml_atoms)

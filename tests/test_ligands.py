@@ -208,9 +208,11 @@ def test_cache_is_keyed_by_molecule_not_atom_order(tmp_path, monkeypatch):
 
 # --- systems ---------------------------------------------------------------------------------------------------
 
-def test_protein_plus_mol2_ligand_is_ml_region_and_lambda0_is_the_gaff2_mm_system():
+def test_protein_plus_mol2_ligand_is_ml_region_and_lambda0_is_the_gaff2_mm_system(recwarn):
     potential = TensorNetPotential()
     setup = prepare(T4 / "receptor.pdb", ligand=T4 / "ligand.mol2", potential=potential, interpolate=True)
+    # The ligand's X-H bonds keep their GAFF2 bond terms (no "constraints ... removed" warning): lambda = 0 is MM.
+    assert not [w for w in recwarn if "constraints inside the ML region" in str(w.message)]
     residues = list(setup.topology.residues())
     assert residues[-1].name == "LIG" and len(setup.ml_atoms) == 18 and setup.ml_charge == 0
     assert setup.ml_atoms == [a.index for a in residues[-1].atoms()]
@@ -218,7 +220,8 @@ def test_protein_plus_mol2_ligand_is_ml_region_and_lambda0_is_the_gaff2_mm_syste
     (ligand,) = read_ligands(T4 / "ligand.mol2")
     forcefield = app.ForceField("amber14-all.xml", "amber14/tip3pfb.xml",
                                 io.StringIO(ligand_forcefield_xml([ligand])))
-    mm = forcefield.createSystem(setup.topology, nonbondedMethod=app.NoCutoff, constraints=app.HBonds)
+    mm = forcefield.createSystem(setup.topology, nonbondedMethod=app.NoCutoff, constraints=app.HBonds,
+                                 flexibleConstraints=True)
     reference = sum(energies_by_force(mm, setup.positions).values())
     system = openmm.XmlSerializer.clone(setup.system)
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
@@ -255,3 +258,19 @@ def test_simulate_command_with_ligand(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "openmm_tensornet.cli", "simulate", "--ligand",
                               str(tmp_path / "none.sdf")], capture_output=True, text=True, timeout=300)
     assert missing.returncode == 1 and "none.sdf does not exist" in missing.stderr
+
+
+def test_mechanical_embedding_gap_does_not_depend_on_the_solvent():
+    """dE/dlambda = E_ML(ligand) - E_MM(ligand internal): at the same ligand pose the vacuum, solvent (PME) and
+    complex legs give the same value, so the legs differ only through sampling."""
+    potential = TensorNetPotential()
+    gaps = []
+    for protein, solvate in ((None, False), (None, True), (T4 / "receptor.pdb", False)):
+        setup = prepare(protein, ligand=T4 / "ligand.mol2", potential=potential, interpolate=True, solvate=solvate)
+        context = openmm.Context(setup.system, openmm.VerletIntegrator(0.001),
+                                 openmm.Platform.getPlatformByName("Reference"))
+        context.setPositions(setup.positions)
+        context.setParameter("lambda_interpolate", 0.3)
+        state = context.getState(getParameterDerivatives=True)
+        gaps.append(state.getEnergyParameterDerivatives()["lambda_interpolate"])
+    assert gaps[1] == pytest.approx(gaps[0], rel=1e-9) and gaps[2] == pytest.approx(gaps[0], rel=1e-9)
