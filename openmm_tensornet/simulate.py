@@ -121,11 +121,14 @@ def prepare(input_path, ml: Optional[str] = None, forcefield: Sequence[str] = DE
     potential = potential or TensorNetPotential()
     if ligand_charges not in LIGAND_CHARGES:
         raise SimulationError(f"ligand charges must be one of {LIGAND_CHARGES}; got {ligand_charges!r}.")
+    if interpolate and ligand is not None and ligand_charges == "xtb":
+        raise SimulationError("interpolate needs a complete MM description of the ligand at lambda_interpolate = 0; "
+                              "--ligand-charges xtb gives only nonbonded terms: use am1bcc (GAFF2).")
     ligands = _read_ligands(ligand, ligand_index, potential) if ligand is not None else []
     if input_path is None:
         if not ligands:
             raise SimulationError("give an input structure (PDB or prmtop), a ligand file (--ligand), or both.")
-        path = Path(ligands[0].source.split(" (record")[0])
+        path = Path(ligand if isinstance(ligand, (str, os.PathLike)) else list(ligand)[0])
         topology, positions = app.Topology(), np.zeros((0, 3))
     else:
         path = Path(input_path)

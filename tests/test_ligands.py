@@ -245,6 +245,8 @@ def test_ligand_alone_in_water_and_xtb_fallback(tmp_path):
     assert len(fallback.ml_atoms) == 7 and fallback.ml_charge == -1 and not fallback.pure_ml
     with pytest.raises(SimulationError, match="ligand charges must be one of"):
         prepare(None, ligand=path, ligand_charges="resp")
+    with pytest.raises(SimulationError, match="only nonbonded terms: use am1bcc"):
+        prepare(None, ligand=path, ligand_charges="xtb", interpolate=True)
 
 
 def test_simulate_command_with_ligand(tmp_path):
