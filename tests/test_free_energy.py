@@ -260,3 +260,23 @@ def test_free_energy_command_runs_a_ligand_cycle(tmp_path, monkeypatch):
                           "--legs", "complex", "--output", str(tmp_path / "x")], capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode == 1 and "complex leg needs the receptor" in bad.stderr
+
+
+def test_complex_leg_runs_with_the_receptor(tmp_path, monkeypatch):
+    """The complex leg: openmmtools' T4 L99A receptor PDB with its MOL2 ligand (here without solvent, few steps);
+    lambda = 0 of the stored states is the Amber14 + GAFF2 system, the estimates are finite."""
+    from openmm_tensornet import ligand_legs
+
+    monkeypatch.setenv("OPENMM_TENSORNET_LIGAND_CACHE", str(tmp_path / "cache"))
+    folder = HERE.parent / "systems" / "t4-lysozyme-l99a-mol2"
+    result = ligand_legs(folder / "ligand.mol2", folder / "receptor.pdb", ["complex"], output=tmp_path / "fe",
+                         complex_solvent=False, lambdas=[0.0, 0.5, 1.0], iterations=2, steps_per_iteration=5,
+                         equilibration_iterations=0, neq_switches=1, neq_steps=5, platform="CPU", seed=4)
+    leg = result["legs"]["complex"]
+    assert set(leg.estimates) == {"mbar", "ti", "neq", "jarzynski"}
+    assert all(np.isfinite(e.value) for e in leg.estimates.values())
+    assert list(result["cycle"]) == ["complex"]
+    with pytest.raises(ValueError, match="complex leg needs the receptor"):
+        ligand_legs(folder / "ligand.mol2", None, ["complex"], output=tmp_path / "x")
+    with pytest.raises(ValueError, match="leg='gas' is not supported"):
+        ligand_legs(folder / "ligand.mol2", None, ["gas"], output=tmp_path / "x")
