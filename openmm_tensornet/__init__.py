@@ -9,7 +9,7 @@ from .model import TensorNet, TensorNetOutput  # noqa: E402
 from .neighbors import NeighborPairs, neighbor_pairs, neighbor_pairs_reference  # noqa: E402
 from .ops import load_ops, ops_status  # noqa: E402
 
-load_ops()
+load_ops(compile=False)  # a cached library only: importing (and so `import openmmml`) never compiles
 
 from .export import TorchForceModule, create_torch_force, ensure_torch_plugins, export_torchscript  # noqa: E402
 

@@ -11,14 +11,14 @@ def _info() -> int:
     import openmm
     import torch
 
-    from . import __version__, ops_status
+    from . import __version__, load_ops
     from .abi import _installed_version
 
     print(f"openmm-tensornet {__version__}")
     print(f"torch {torch.__version__}")
     print(f"openmm {openmm.__version__}")
     print(f"openmmtorch {_installed_version('openmmtorch') or 'not installed'}")
-    status = ops_status()
+    status = load_ops()
     print(f"compiled ops: {'loaded from ' + str(status.library) if status.compiled else 'NOT loaded: ' + status.reason}")
     for note in status.notes:
         print(f"  note: {note}")

@@ -50,7 +50,7 @@ def _checks() -> List[Check]:
         checks.append(Check("openmmtorch", False, f"cannot import openmmtorch: {error}",
                             "pip install openmmtorch==1.5 (it needs torch 2.9.x; import torch before openmmtorch)"))
         return checks
-    status = openmm_tensornet.ops_status()
+    status = openmm_tensornet.load_ops()
     checks.append(Check("compiled ops", status.compiled,
                         f"loaded from {status.library}" if status.compiled else status.reason,
                         "" if status.compiled else "install g++ and ninja (pip install ninja), then run "

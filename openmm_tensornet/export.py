@@ -239,7 +239,7 @@ def export_torchscript(
     -------
     torch.jit.ScriptModule
         Energies in kJ/mol from positions in nm. ``.save(path)`` writes a file that loads with ``torch.jit.load``
-        after ``import openmm_tensornet``.
+        after ``import openmm_tensornet`` and :func:`openmm_tensornet.load_ops`.
     """
     return torch.jit.script(_build_module(model, atomic_numbers, atoms, total_charge, periodic, num_particles,
                                           neighbor_capacity, static_shapes, scaled))

@@ -15,6 +15,7 @@ from .embedding import TensorEmbedding, scatter_sum
 from .heads import MLP, DipoleHead, PolarizabilityHead, invariant_readout_reference
 from .interaction import Interaction
 from .neighbors import box_problem, neighbor_pairs, nonfinite_positions_problem
+from .ops import require_ops
 from .messages import pair_index
 from .radial import CosineCutoff, make_rbf
 from .repulsion import ZBLPrior, ZBLRepulsion
@@ -137,6 +138,7 @@ class TensorNet(nn.Module):
         d2_prior: Optional[Dict[str, Any]] = None,
     ):
         super().__init__()
+        require_ops()  # the first model of a process loads (or compiles, once) the ops
         torch_dtype = parse_dtype(dtype)
         parse_choice("rbf_type", rbf_type, RBFType)
         parse_choice("activation", activation, Activation)

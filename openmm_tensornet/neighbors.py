@@ -19,6 +19,8 @@ from typing import List, NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
+from .ops import require_ops
+
 
 class NeighborPairs(NamedTuple):
     """Pairs within the cutoff. ``E`` is the number of (ordered) pairs."""
@@ -299,6 +301,8 @@ def neighbor_pairs(
         ``indices [2, P]``, ``vectors [P, 3] = positions[i] - positions[j]`` (minimum image), ``distances [P]``,
         ``num_pairs []``. Gradients flow to ``positions`` and ``box``.
     """
+    if not torch.jit.is_scripting():
+        require_ops()
     if check_inputs:
         check_positions(positions, cutoff)
         if box is not None:

@@ -1,6 +1,8 @@
 """Loading the compiled torch ops of ``plugin/`` (compiled on first use, cached), or the pure-torch fallback.
 
-``import openmm_tensornet`` calls :func:`load_ops` once. It registers ``torch.ops.openmm_tensornet.neighbor_pairs``:
+``import openmm_tensornet`` loads the library when it is already in the cache and never compiles; the first model,
+neighbour search or deserialised TorchForce calls :func:`load_ops`, which registers the ``torch.ops.openmm_tensornet``
+ops (``neighbor_pairs`` and the others):
 
 * from the compiled library when it can be built or found in the cache (CPU kernel always; CUDA kernel when a CUDA
   toolkit whose major version matches torch's is present and a GPU is visible), or
@@ -205,13 +207,18 @@ def _build_key(sources: Path, with_cuda: bool) -> str:
     return digest.hexdigest()[:16]
 
 
+def _library_path(with_cuda: bool) -> Path:
+    folder = cache_root() / f"{LIBRARY_NAME}-{_build_key(source_dir(), with_cuda)}"
+    return folder / f"{LIBRARY_NAME}.so"
+
+
 def build_library(verbose: bool = False, with_cuda: Optional[bool] = None) -> Path:
     """Compile the ops library (or find it in the cache) and return its path. Does not load it."""
     sources = source_dir()
     if with_cuda is None:
         with_cuda = cuda_build_problem() is None
-    folder = cache_root() / f"{LIBRARY_NAME}-{_build_key(sources, with_cuda)}"
-    library = folder / f"{LIBRARY_NAME}.so"
+    library = _library_path(with_cuda)
+    folder = library.parent
     if library.is_file():
         return library
     folder.mkdir(parents=True, exist_ok=True)
@@ -450,8 +457,13 @@ def _already_registered() -> bool:
     return True
 
 
-def load_ops() -> OpsStatus:
-    """Register the ops once per process (compiled if possible, fallback otherwise) and report what happened."""
+def load_ops(compile: bool = True) -> OpsStatus:
+    """Register the ops once per process (compiled if possible, fallback otherwise) and report what happened.
+
+    ``compile=False`` (what ``import openmm_tensornet`` does) only loads a library already in the cache and
+    otherwise leaves the ops unloaded, so that importing never compiles; the first model, neighbour search or
+    deserialised TorchForce then calls ``load_ops()``, which compiles (once, cached) or falls back.
+    """
     global _status
     if _status.reason != "not loaded yet":
         return _status
@@ -463,6 +475,13 @@ def load_ops() -> OpsStatus:
         raise ValueError(f"{MODE_VARIABLE} must be 'compiled' or 'reference'; got {mode!r}")
     problem = cuda_build_problem()
     notes = [] if problem is None else [f"CUDA kernel not built: {problem}"]
+    if not compile and mode == "compiled":
+        try:
+            cached = _library_path(problem is None).is_file()
+        except (OSError, FileNotFoundError):
+            cached = False
+        if not cached:
+            return _status
     if mode == "reference":
         _register_fallback()
         _register_search_fakes()
@@ -486,6 +505,13 @@ def load_ops() -> OpsStatus:
     _register_fakes()
     _status = OpsStatus(compiled=True, cuda=problem is None, library=library, reason="compiled", notes=notes)
     return _status
+
+
+@torch.jit.unused
+def require_ops() -> None:
+    """Load the ops if this process has not yet (eager code only; scripted code runs after a model was built)."""
+    if _status.reason == "not loaded yet":
+        load_ops()
 
 
 def ops_status() -> OpsStatus:

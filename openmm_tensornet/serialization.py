@@ -34,6 +34,9 @@ def _torch_force(element: ElementTree.Element):
     if not encoded:
         raise ValueError("a TorchForce in the XML refers to a model file instead of embedding it; re-create the "
                          "System with openmm_tensornet so that the model is embedded.")
+    from .ops import load_ops
+
+    load_ops()  # the model calls the ops: they must be registered before it is loaded
     module = torch.jit.load(io.BytesIO(bytes.fromhex(encoded)))
     force = openmmtorch.TorchForce(module)
     force.setForceGroup(int(element.get("forceGroup", "0")))

@@ -7,7 +7,13 @@ from typing import Dict
 import pytest
 import torch
 
-from openmm_tensornet import TensorNet
+from openmm_tensornet import TensorNet, load_ops
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ops_loaded():
+    """Importing never compiles the ops; tests that call torch.ops.openmm_tensornet directly need them loaded."""
+    return load_ops()
 
 # One tolerance table per dtype (relative unless named otherwise).
 TOLERANCES: Dict[torch.dtype, Dict[str, float]] = {

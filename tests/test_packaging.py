@@ -162,3 +162,26 @@ def test_every_plugin_source_ships_in_the_wheel():
         patterns = setuptools["package-data"].get(package, [])
         assert any(fnmatch(name, pattern) for pattern in patterns), f"{source} matches no package-data of {package}"
         assert (ROOT / "plugin" / source).is_file()
+
+
+def test_importing_never_compiles_the_ops(tmp_path):
+    """`import openmmml` loads our entry point and so imports openmm_tensornet: with a cold ops cache that must not
+    compile anything (the first model does); with the cache warm, importing loads the cached library."""
+    code = ("import openmmml, openmm_tensornet as t; s = t.ops_status(); print('STATUS', s.compiled, s.reason)")
+    cold = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OPENMM_TENSORNET_CACHE": str(tmp_path / "cold")})
+    assert cold.returncode == 0, cold.stderr[-2000:]
+    assert "STATUS False not loaded yet" in cold.stdout and "compiling" not in cold.stderr
+    assert not any((tmp_path / "cold").glob("openmm_tensornet_ops-*/*.so")), "a library was built on import"
+    warm = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert warm.returncode == 0, warm.stderr[-2000:]
+    assert "STATUS True compiled" in warm.stdout and "compiling" not in warm.stderr
+    # The first model loads the ops: it starts the build. (A compiler that fails at once keeps the test short; the
+    # model then runs on the pure-torch fallback, with the warning that says why.)
+    first = subprocess.run([sys.executable, "-c", "import openmm_tensornet as t; print('BEFORE', t.ops_status().reason);"
+                            " t.TensorNet(hidden_channels=8, num_layers=1); print('AFTER', t.ops_status().reason)"],
+                           capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "OPENMM_TENSORNET_CACHE": str(tmp_path / "cold"), "CXX": "false"})
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "BEFORE not loaded yet" in first.stdout and "compiling" in first.stderr
+    assert "AFTER not loaded yet" not in first.stdout and "could not be built" in first.stderr
