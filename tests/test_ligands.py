@@ -276,3 +276,17 @@ def test_mechanical_embedding_gap_does_not_depend_on_the_solvent():
         state = context.getState(getParameterDerivatives=True)
         gaps.append(state.getEnergyParameterDerivatives()["lambda_interpolate"])
     assert gaps[1] == pytest.approx(gaps[0], rel=1e-9) and gaps[2] == pytest.approx(gaps[0], rel=1e-9)
+
+
+def test_solvated_complex_from_receptor_pdb_and_mol2():
+    """`simulate receptor.pdb --ligand ligand.mol2 --solvate`: the complex in a periodic water box with ions; the
+    ligand stays the ML region with its formal charge, and the system evaluates to a finite energy."""
+    setup = prepare(T4 / "receptor.pdb", ligand=T4 / "ligand.mol2", solvate=True, padding=1.0)
+    names = [r.name for r in setup.topology.residues()]
+    assert setup.system.usesPeriodicBoundaryConditions() and names.count("HOH") > 5000
+    assert {"NA", "CL"} & set(names)  # 0.15 M salt
+    ligand = next(r for r in setup.topology.residues() if r.name == "LIG")
+    assert setup.ml_atoms == [a.index for a in ligand.atoms()] and setup.ml_charge == 0
+    context = openmm.Context(setup.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
+    context.setPositions(setup.positions)
+    assert np.isfinite(context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(KJ))
