@@ -92,6 +92,11 @@ def parameterize(ligand: Ligand, cache: Optional[Path] = None) -> Dict:
         os.replace(partial, entry)
     order = sorted(range(len(ranks)), key=lambda i: ranks[i])  # rank -> this ligand's atom
     parameters = _relabel(stored, order)
+    # Every bond of the molecule must carry a bond term (OpenMM would skip a bond without one silently).
+    bonds = {frozenset((b.GetBeginAtomIdx(), b.GetEndAtomIdx())) for b in ligand.molecule.GetBonds()}
+    if {frozenset(term[:2]) for term in parameters["bonds"]} != bonds:
+        raise RuntimeError(f"the GAFF2 bond terms of {ligand.source} do not match its bonds (cache entry {entry}); "
+                           "delete that file and run again.")
     residual = (sum(parameters["charges"]) - ligand.charge) / len(ranks)
     parameters["charges"] = [q - residual for q in parameters["charges"]]
     parameters["key"] = key

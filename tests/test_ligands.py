@@ -4,6 +4,7 @@ AmberTools' own tleap, the cache, and protein + ligand systems with the ligand a
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -184,7 +185,7 @@ def test_gaff2_am1bcc_system_equals_tleap_prmtop(tmp_path, monkeypatch, smiles):
             assert a[name] == pytest.approx(b[name], rel=2e-5, abs=2e-3), (name, a, b)
 
 
-def test_cache_is_keyed_by_molecule_not_atom_order(tmp_path, monkeypatch):
+def test_cache_is_keyed_by_molecule_not_atom_order(tmp_path, monkeypatch, ligand_cache):
     molecule = embedded("CC(=O)Nc1ccc(O)cc1")
     (first,) = read_ligands(write_sdf(tmp_path / "a.sdf", [molecule]))
     computed = parameterize(first)
@@ -197,9 +198,18 @@ def test_cache_is_keyed_by_molecule_not_atom_order(tmp_path, monkeypatch):
     monkeypatch.setattr(ligand_forcefield, "_run_amber_tools", fail)
     cached = parameterize(shuffled)
     assert cached["key"] == computed["key"]
+    bonds = {frozenset((b.GetBeginAtomIdx(), b.GetEndAtomIdx())) for b in shuffled.molecule.GetBonds()}
+    assert {frozenset(term[:2]) for term in cached["bonds"]} == bonds  # the mapping is an isomorphism
     for new_index, old_index in enumerate(order):
         assert cached["types"][new_index] == computed["types"][old_index]
         assert cached["charges"][new_index] == pytest.approx(computed["charges"][old_index], abs=0.02)
+    # A cache entry whose bond terms do not fit the molecule is refused, never used with terms silently missing.
+    entry = ligand_cache / f"{computed['key']}.json"
+    stored = json.loads(entry.read_text())
+    stored["bonds"][0][:2] = [0, molecule.GetNumAtoms() - 1]
+    entry.write_text(json.dumps(stored))
+    with pytest.raises(RuntimeError, match="do not match its bonds"):
+        parameterize(first)
     # Another molecule is another entry (and would run antechamber).
     (other,) = read_ligands(write_sdf(tmp_path / "c.sdf", [embedded("CC(=O)Nc1ccc(F)cc1")]))
     with pytest.raises(AssertionError, match="ran again"):
