@@ -145,6 +145,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     free_energy.add_argument("--ligand-charges", default="am1bcc", choices=["am1bcc", "xtb"])
     free_energy.add_argument("--model", default=None, help="model file (default: shipped)")
     free_energy.add_argument("--padding", type=float, default=1.0, help="solvent padding, nm (1.0)")
+    free_energy.add_argument("--fix", action="store_true", help="add missing atoms and hydrogens to the receptor "
+                             "with pdbfixer")
     free_energy.add_argument("--complex-vacuum", action="store_true",
                              help="run the complex leg without solvent (a quick check, not a binding correction)")
     train = commands.add_parser("train", help="train a TensorNet model from a YAML configuration")
@@ -179,7 +181,8 @@ def _free_energy(args) -> int:
         options = sampling_options(args)
         result = ligand_legs(args.ligand, args.protein, [leg.strip() for leg in legs], ligand_index=args.ligand_index,
                              ligand_charges=args.ligand_charges, potential=TensorNetPotential(args.model),
-                             padding=args.padding, complex_solvent=not args.complex_vacuum, **options)
+                             padding=args.padding, complex_solvent=not args.complex_vacuum, fix=args.fix,
+                             **options)
     except (SimulationError, ValueError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
