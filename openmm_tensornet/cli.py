@@ -142,7 +142,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     free_energy.add_argument("--legs", default=None,
                              help="comma-separated legs: vacuum, solvent, complex (default: solvent,complex with "
                                   "--protein, else vacuum,solvent)")
-    free_energy.add_argument("--ligand-charges", default="am1bcc", choices=["am1bcc", "xtb"])
     free_energy.add_argument("--model", default=None, help="model file (default: shipped)")
     free_energy.add_argument("--padding", type=float, default=1.0, help="solvent padding, nm (1.0)")
     free_energy.add_argument("--fix", action="store_true", help="add missing atoms and hydrogens to the receptor "
@@ -180,7 +179,7 @@ def _free_energy(args) -> int:
     try:
         options = sampling_options(args)
         result = ligand_legs(args.ligand, args.protein, [leg.strip() for leg in legs], ligand_index=args.ligand_index,
-                             ligand_charges=args.ligand_charges, potential=TensorNetPotential(args.model),
+                             potential=TensorNetPotential(args.model),
                              padding=args.padding, complex_solvent=not args.complex_vacuum, fix=args.fix,
                              **options)
     except (SimulationError, ValueError, FileNotFoundError, ImportError) as error:

@@ -20,7 +20,7 @@ Leg = Literal["vacuum", "solvent", "complex"]
 
 
 def ligand_legs(ligand, protein=None, legs: Sequence[str] = ("vacuum", "solvent"), *, output: Union[str, Path],
-                ligand_index: Optional[int] = None, ligand_charges: str = "am1bcc", potential=None,
+                ligand_index: Optional[int] = None, potential=None,
                 padding: float = 1.0, ionic_strength: float = 0.15, complex_solvent: bool = True, fix: bool = False,
                 **sampling) -> Dict[str, Dict]:
     """Run the requested legs of a ligand's MM -> ML/MM correction and write ``output/cycle.md``.
@@ -42,7 +42,7 @@ def ligand_legs(ligand, protein=None, legs: Sequence[str] = ("vacuum", "solvent"
     dict
         ``{"legs": {name: LegResult}, "cycle": {leg or "a - b": {method: Estimate}}}`` in kJ/mol.
     """
-    from .free_energy import cycle_report, interpolation_free_energy
+    from .free_energy import cycle_report, interpolation_free_energy, mpi_rank
     from .potential import TensorNetPotential
     from .simulate import prepare
 
@@ -57,17 +57,11 @@ def ligand_legs(ligand, protein=None, legs: Sequence[str] = ("vacuum", "solvent"
     results = {}
     for leg in chosen:
         setup = prepare(protein if leg == "complex" else None, ligand=ligand, ligand_index=ligand_index,
-                        ligand_charges=ligand_charges, potential=potential, interpolate=True, fix=fix,
+                        potential=potential, interpolate=True, fix=fix,
                         solvate=leg == "solvent" or (leg == "complex" and complex_solvent), padding=padding,
                         ionic_strength=ionic_strength)
         results[leg] = interpolation_free_energy(setup.system, setup.positions, name=leg, output=output / leg,
                                                  **sampling)
     pairs = [pair for pair in (("solvent", "vacuum"), ("complex", "solvent")) if set(pair) <= set(results)]
-    cycle = cycle_report(results, output, pairs) if _rank() == 0 else {}
+    cycle = cycle_report(results, output, pairs) if mpi_rank() == 0 else {}
     return {"legs": results, "cycle": cycle}
-
-
-def _rank() -> int:
-    from .free_energy import mpi_rank
-
-    return mpi_rank()
