@@ -47,7 +47,8 @@ def _generate(args) -> int:
     try:
         paths = generate_data(args.inputs, args.output, frames=args.frames, stride=args.stride,
                               perturbations=args.perturbations, temperature=args.temperature,
-                              displacement=args.displacement, workers=args.workers, seed=args.seed, charge=args.charge)
+                              displacement=args.displacement, workers=args.workers, seed=args.seed, charge=args.charge,
+                              distortions=args.distortions, dimers=args.dimers, dimer_max_atoms=args.dimer_max_atoms)
     except (DataError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -128,8 +129,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     generate.add_argument("--frames", type=int, default=20, help="MD frames kept per molecule (default 20)")
     generate.add_argument("--stride", type=int, default=10, help="MD steps (0.5 fs) between kept frames (10)")
     generate.add_argument("--perturbations", type=int, default=4, help="displaced copies per frame (4)")
-    generate.add_argument("--temperature", type=float, default=500.0, help="MD temperature in K (500)")
+    generate.add_argument("--temperature", type=float, nargs="+", default=[500.0],
+                          help="MD temperature(s) in K, one run of --frames frames each, in order (500)")
     generate.add_argument("--displacement", type=float, default=0.05, help="displacement of the copies, Å (0.05)")
+    generate.add_argument("--distortions", type=int, default=0,
+                          help="per molecule, frames with one bond stretched (1.2-1.8x) or compressed (0.75-0.9x) (0)")
+    generate.add_argument("--dimers", type=int, default=0,
+                          help="add this many non-covalent pairs: molecule + water and molecule + molecule (0)")
+    generate.add_argument("--dimer-max-atoms", type=int, default=30, help="largest molecule used in a dimer (30)")
     generate.add_argument("--charge", type=int, default=None, help="total charge (default: from the input)")
     generate.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     generate.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,119 @@
+"""The default model's training-set recipe: drug-like selection, pH-7 protonation, distorted bonds and dimers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rdkit = pytest.importorskip("rdkit")
+from rdkit import Chem  # noqa: E402
+
+from openmm_tensornet.datagen import (  # noqa: E402
+    WATER, Structure, covalent_bonds, distort_bond, make_dimers, place_pair, sample_and_label)
+from openmm_tensornet.drug_like import protonate_ph7, select_drug_like  # noqa: E402
+
+RECIPE = Path(__file__).parent.parent / "recipes" / "default_model"
+
+
+@pytest.mark.parametrize("smiles, expected, heteroaromatic", [
+    ("CC(C)Cc1ccc(cc1)C(C)C(=O)O", "CC(C)Cc1ccc(C(C)C(=O)[O-])cc1", False),  # ibuprofen -> ibuprofenate
+    ("CS(=O)(=O)O", "CS(=O)(=O)[O-]", False),
+    ("Cc1nnn[nH]1", "Cc1nnn[n-]1", False),  # tetrazole (pKa ~4.9)
+    ("C1CCNCC1", "C1CC[NH2+]CC1", False),
+    ("CN1CCN(C)CC1", "CN1CC[NH+](C)CC1", False),  # piperazine: one charge (second pKa ~5)
+    ("NCCCCN", "[NH3+]CCCC[NH3+]", False),  # far apart: both
+    ("NC(=N)N", "NC(N)=[NH2+]", False),  # guanidine
+    ("NCc1ccccc1", "[NH3+]Cc1ccccc1", False),
+    ("Nc1ccccc1", "Nc1ccccc1", False),  # aniline stays neutral
+    ("CC(=O)NC", "CNC(C)=O", False),  # amide
+    ("NS(=O)(=O)c1ccccc1", "NS(=O)(=O)c1ccccc1", False),  # sulfonamide
+    ("NCC(=O)O", "[NH3+]CC(=O)[O-]", False),  # zwitterion
+    ("c1c[nH]cn1", "c1c[nH]cn1", False),
+    ("c1c[nH]cn1", "c1c[nH+]c[nH]1", True),  # imidazolium
+    ("c1ccncc1", "c1cc[nH+]cc1", True),
+])
+def test_ph7_protonation(smiles, expected, heteroaromatic):
+    mol = protonate_ph7(Chem.MolFromSmiles(smiles), heteroaromatic=heteroaromatic)
+    assert Chem.MolToSmiles(mol) == Chem.MolToSmiles(Chem.MolFromSmiles(expected))
+
+
+def test_selection_reasons_salts_and_duplicates():
+    lines = ["c1ccccc1C(=O)[O-].[Na+] benzoate_sodium", "OC(=O)c1ccccc1 benzoic_acid", "CCO ethanol",
+             "c1ccccc1[Si](C)(C)C silane", "not_smiles bad", "C" * 40 + " long", "CC(C)Cc1ccc(cc1)C(C)C(=O)O ibu",
+             "# a comment"]
+    kept, rejected = select_drug_like(lines)
+    assert [(k.name, k.charge) for k in kept] == [("benzoate_sodium", -1), ("ibu", -1)]
+    reasons = {r.name: r.reason for r in rejected}
+    assert reasons == {"benzoic_acid": "duplicate", "ethanol": "heavy atoms outside 6..35",
+                       "silane": "element outside H C N O F S Cl", "bad": "RDKit cannot parse or sanitise it",
+                       "long": "heavy atoms outside 6..35"}
+
+
+def test_recipe_molecule_list_is_what_the_issue_asks():
+    rows = [line.split() for line in (RECIPE / "molecules.smi").read_text().splitlines() if not line.startswith("#")]
+    mols = [Chem.AddHs(Chem.MolFromSmiles(smiles)) for smiles, _ in rows]
+    assert len(rows) >= 2000 and len({smiles for smiles, _ in rows}) == len(rows)
+    assert {a.GetSymbol() for m in mols for a in m.GetAtoms()} == {"H", "C", "N", "O", "F", "S", "Cl"}
+    charges = [Chem.GetFormalCharge(m) for m in mols]
+    assert min(charges) >= -2 and max(charges) <= 2 and sum(c != 0 for c in charges) > 300
+    assert sum(30 <= m.GetNumAtoms() <= 60 for m in mols) > 500
+    assert any(name == "ibuprofenate" for _, name in rows)
+    heteroaromatic_cation = Chem.MolFromSmarts("[n+;H1]")
+    assert sum(m.HasSubstructMatch(heteroaromatic_cation) for m in mols) >= 100
+
+
+def test_distorted_bond_has_the_asked_length_and_moves_the_lighter_atom():
+    z = np.array([6, 1, 8])
+    x = np.array([[0.0, 0.0, 0.0], [1.09, 0.0, 0.0], [-0.7, 1.2, 0.0]])
+    assert covalent_bonds(z, x).tolist() == [[0, 1], [0, 2]]
+    masses = np.array([12.0, 1.0, 16.0])
+    moved = distort_bond(x, masses, (1, 0), 1.5)
+    assert np.linalg.norm(moved[1] - moved[0]) == pytest.approx(1.5 * 1.09)
+    np.testing.assert_array_equal(moved[[0, 2]], x[[0, 2]])
+    moved = distort_bond(x, masses, (0, 2), 0.8)  # carbon is lighter than oxygen: carbon moves
+    assert np.linalg.norm(moved[2] - moved[0]) == pytest.approx(0.8 * np.linalg.norm(x[2] - x[0]))
+    np.testing.assert_array_equal(moved[2], x[2])
+
+
+def test_pairs_touch_at_the_contact_distance_with_rigid_partners():
+    rng = np.random.default_rng(3)
+    benzene = Structure("benzene", np.array([6] * 6), np.array(
+        [[np.cos(a), np.sin(a), 0.0] for a in np.arange(6) * np.pi / 3]) * 1.39, -1)
+    pair = place_pair(benzene, WATER, 2.2, rng)
+    a, b = pair.positions[:6], pair.positions[6:]
+    assert np.linalg.norm(a[:, None] - b[None], axis=-1).min() == pytest.approx(2.2, abs=1e-6)
+    for part, original in ((a, benzene.positions), (b, WATER.positions)):
+        d = np.linalg.norm(part[:, None] - part[None], axis=-1)
+        np.testing.assert_allclose(d, np.linalg.norm(original[:, None] - original[None], axis=-1), atol=1e-9)
+    assert pair.name == "benzene+water" and pair.charge == -1 and pair.z.tolist() == [6] * 6 + [8, 1, 1]
+    dimers = make_dimers([benzene, WATER], 4, max_atoms=6, seed=1)
+    assert [d.name.split("+")[1] for d in dimers][::2] == ["water", "water"]
+    with pytest.raises(ValueError, match="at most 2 atoms"):
+        make_dimers([benzene], 1, max_atoms=2)
+
+
+def test_temperatures_and_distortions_are_sampled_and_labelled():
+    pytest.importorskip("tblite")
+    methanol = Structure("methanol", np.array([6, 8, 1, 1, 1, 1]), np.array(
+        [[0.0, 0.0, 0.0], [1.42, 0.0, 0.0], [-0.36, 1.03, 0.0], [-0.36, -0.51, 0.89], [-0.36, -0.51, -0.89],
+         [1.74, 0.0, 0.9]]))
+    molecule = sample_and_label(methanol, frames=2, stride=3, perturbations=1, temperature=[300.0, 900.0],
+                                distortions=6, seed=2)
+    assert len(molecule) == 2 * 2 * 2 + 6
+    md = molecule.energy[:8]
+    stretched = molecule.energy[8:]
+    # a bond at 0.75-0.9x or 1.2-1.8x its length costs well over thermal energy (0.03 eV at 300 K)
+    assert (stretched > md.min() + 0.1).all()
+    frames = molecule.positions[:8:2]  # MD frames (each followed by its displaced copy)
+    bonds = covalent_bonds(methanol.z, methanol.positions).tolist()
+    for distorted in molecule.positions[8:]:
+        # exactly one atom of one MD frame moved, along one bond, to 0.75-0.9x or 1.2-1.8x that bond's length
+        frame = next(f for f in frames if (np.abs(f - distorted).max(axis=1) > 0).sum() == 1)
+        atom = int(np.flatnonzero(np.abs(frame - distorted).max(axis=1) > 0)[0])
+        ratios = [np.linalg.norm(distorted[atom] - distorted[other]) / np.linalg.norm(frame[atom] - frame[other])
+                  for bond in bonds if atom in bond for other in bond if other != atom]
+        assert any(0.75 <= r <= 0.9 or 1.2 <= r <= 1.8 for r in ratios)
+    with pytest.raises(ValueError, match="positive kelvin"):
+        sample_and_label(methanol, temperature=[300.0, -1.0])
