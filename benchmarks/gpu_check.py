@@ -154,7 +154,7 @@ def cuda_graphs(args) -> None:
 
 @guarded("MD of the systems/ examples")
 def systems_md(args) -> None:
-    from openmm_tensornet.simulate import build_simulation
+    from openmm_tensornet.app.simulate import build_simulation
 
     for folder in sorted((ROOT / "systems").iterdir()):
         pdb = folder / "input.pdb"
@@ -180,7 +180,7 @@ def speed(args) -> None:
     from reference_torchmdnet import random_torchmdnet_model, torchmdnet_args, write_checkpoint
 
     from openmm_tensornet import load_model
-    from openmm_tensornet.export import export_torchscript
+    from openmm_tensornet.openmm.export import export_torchscript
 
     device = torch.device(args.device)
     settings = torchmdnet_args(embedding_dimension=128, num_layers=2, num_rbf=32, cutoff_upper=5.0, max_z=20,

@@ -98,7 +98,7 @@ def measure(implementation: str, system: str, n: int, channels: int, repeats: in
             def run():
                 ours(z, pos, compute_forces=True)
         else:
-            from openmm_tensornet.export import export_torchscript
+            from openmm_tensornet.openmm.export import export_torchscript
 
             module = export_torchscript(ours, z.tolist())
             positions = (pos.double() / 10.0)

@@ -11,7 +11,7 @@ bare model, and ns/day of the ``systems/`` examples with the default model.
 * ``overhead``: the same scripted module called from Python (positions in, forces out by autograd) against one
   OpenMM force evaluation (``getState(getForces=True)``) of the TorchForce holding it, for alanine dipeptide and a
   1 000-atom cloud; overhead = OpenMM time / model time - 1.
-* ``systems``: ``openmm_tensornet.simulate.build_simulation`` on every ``systems/*/input.pdb`` (default model, default
+* ``systems``: ``openmm_tensornet.app.simulate.build_simulation`` on every ``systems/*/input.pdb`` (default model, default
   ML region, Langevin 1 fs), ns/day over ``--steps`` steps after a warm-up.
 """
 
@@ -98,7 +98,7 @@ def part_openmmml(steps: int) -> None:
 
 def part_overhead(repeats: int = 50) -> None:
     from openmm_tensornet import load_model
-    from openmm_tensornet.export import create_torch_force, export_torchscript
+    from openmm_tensornet.openmm.export import create_torch_force, export_torchscript
 
     print("| system | atoms | model call from Python (ms) | OpenMM TorchForce evaluation (ms) | overhead |")
     print("|---|---|---|---|---|")
@@ -149,7 +149,7 @@ def part_overhead(repeats: int = 50) -> None:
 
 
 def part_systems(steps: int) -> None:
-    from openmm_tensornet.simulate import build_simulation
+    from openmm_tensornet.app.simulate import build_simulation
 
     print("| system | atoms | ML atoms | ms/step | ns/day |")
     print("|---|---|---|---|---|")

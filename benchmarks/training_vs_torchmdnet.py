@@ -1,6 +1,6 @@
 """Train our TensorNet and torchmd-net 3.1's TensorNet side by side: same data, split, hyper-parameters, loop, budget.
 
-Both models go through ``openmm_tensornet.training.train`` (AdamW, warm-up, plateau, EMA, early stopping, atomref
+Both models go through ``openmm_tensornet.training.trainer.train`` (AdamW, warm-up, plateau, EMA, early stopping, atomref
 baseline, zero-initialised last layer, RMS-force output scale); only the model implementation differs. Reports the
 validation and test MAEs and the training throughput (molecules per second).
 
@@ -18,8 +18,8 @@ from types import SimpleNamespace
 
 import torch
 
-from openmm_tensornet.data import read_dataset
-from openmm_tensornet.training import TensorNetRecipe, TrainingConfig, train
+from openmm_tensornet.io.data import read_dataset
+from openmm_tensornet.training.trainer import TensorNetRecipe, TrainingConfig, train
 
 
 class TorchMDNetRecipe(TensorNetRecipe):

@@ -13,7 +13,7 @@ import torch
 torch.set_num_threads(1)
 
 from openmm_tensornet import TensorNetPotential  # noqa: E402
-from openmm_tensornet.free_energy import interpolation_free_energy, mpi_rank  # noqa: E402
+from openmm_tensornet.app.free_energy import interpolation_free_energy, mpi_rank  # noqa: E402
 
 PDB = Path(__file__).resolve().parent.parent / "systems" / "alanine-dipeptide-vacuum" / "input.pdb"
 

@@ -13,7 +13,7 @@ from conftest import random_molecule, small_model
 from test_openmm_integration import alanine_dipeptide, evaluate, pure_system
 
 from openmm_tensornet import TensorNetPotential, create_torch_force, export_torchscript
-from openmm_tensornet.export import estimate_neighbor_capacity
+from openmm_tensornet.openmm.export import estimate_neighbor_capacity
 
 KJ = unit.kilojoule_per_mole
 

@@ -10,7 +10,7 @@ import openmm.unit as unit
 import pytest
 import torch
 
-import openmm_tensornet.checkpoint as checkpoint
+import openmm_tensornet.io.checkpoint as checkpoint
 from openmm_tensornet import TensorNetPotential, load_default_model
 
 COVERED = [1, 6, 7, 8, 9, 16, 17]
@@ -40,7 +40,7 @@ def test_a_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
 def test_agrees_with_gfn2_xtb_on_an_unseen_molecule(tmp_path):
     """N-benzylacetamide is not in the training set: forces correlate with GFN2-xTB (a random model's do not)."""
     pytest.importorskip("tblite")
-    from openmm_tensornet.datagen import load_structures, sample_and_label
+    from openmm_tensornet.training.datagen import load_structures, sample_and_label
 
     (tmp_path / "m.smi").write_text("CC(=O)NCc1ccccc1 benzylacetamide\n")
     labelled = sample_and_label(load_structures(tmp_path / "m.smi")[0], frames=4, stride=10, perturbations=2,

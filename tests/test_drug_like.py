@@ -10,9 +10,9 @@ import pytest
 rdkit = pytest.importorskip("rdkit")
 from rdkit import Chem  # noqa: E402
 
-from openmm_tensornet.datagen import (  # noqa: E402
+from openmm_tensornet.training.datagen import (  # noqa: E402
     WATER, Structure, covalent_bonds, distort_bond, make_dimers, place_pair, sample_and_label)
-from openmm_tensornet.drug_like import protonate_ph7, select_drug_like  # noqa: E402
+from openmm_tensornet.training.drug_like import protonate_ph7, select_drug_like  # noqa: E402
 
 RECIPE = Path(__file__).parent.parent / "recipes" / "default_model"
 

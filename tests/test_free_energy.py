@@ -23,9 +23,9 @@ import pytest
 import torch
 
 from openmm_tensornet import TensorNetPotential
-from openmm_tensornet.free_energy import LegResult, cycle_report, interpolation_free_energy
-from openmm_tensornet.free_energy_analysis import Estimate, analyze_storage
-from openmm_tensornet.free_energy_cli import add_parser, sampling_options
+from openmm_tensornet.app.free_energy import LegResult, cycle_report, interpolation_free_energy
+from openmm_tensornet.app.free_energy_analysis import Estimate, analyze_storage
+from openmm_tensornet.app.free_energy_cli import add_parser, sampling_options
 
 HERE = Path(__file__).resolve().parent
 PDB = HERE.parent / "systems" / "alanine-dipeptide-vacuum" / "input.pdb"
@@ -105,7 +105,7 @@ def test_storage_reopens_with_the_same_result(leg):
 def test_lambda_zero_is_mm_through_openmmtools(dipeptide):
     from openmmtools import cache
 
-    from openmm_tensornet.free_energy_sampling import interpolation_states
+    from openmm_tensornet.app.free_energy_sampling import interpolation_states
 
     mm, mixed, positions = dipeptide
     platform = openmm.Platform.getPlatformByName("CPU")
@@ -127,7 +127,7 @@ def test_lambda_zero_is_mm_through_openmmtools(dipeptide):
 def test_torch_force_survives_openmmtools_copies(dipeptide):
     from openmmtools import cache, states
 
-    from openmm_tensornet.free_energy_sampling import interpolation_states
+    from openmm_tensornet.app.free_energy_sampling import interpolation_states
 
     _, mixed, positions = dipeptide
     platform = openmm.Platform.getPlatformByName("CPU")
@@ -245,7 +245,7 @@ def test_free_energy_command_runs_a_ligand_cycle(tmp_path, monkeypatch):
     mpirun = shutil.which("mpirun")
     launcher = [mpirun, "-n", "2"] if mpirun and importlib.util.find_spec("mpi4py") else []
     result = subprocess.run(
-        launcher + [sys.executable, "-m", "openmm_tensornet.cli", "free-energy", "--ligand", str(ligand), "--lambdas",
+        launcher + [sys.executable, "-m", "openmm_tensornet.app.cli", "free-energy", "--ligand", str(ligand), "--lambdas",
                     "3",
          "--iterations", "3", "--steps-per-iteration", "10", "--equilibration-iterations", "1", "--neq-switches", "2",
          "--neq-steps", "10", "--output", str(output), "--platform", "CPU", "--seed", "2", "--padding", "1.0"],
@@ -262,7 +262,7 @@ def test_free_energy_command_runs_a_ligand_cycle(tmp_path, monkeypatch):
     for leg in ("vacuum", "solvent"):  # the storage reopens to the printed MBAR value
         assert analyze_storage(output / leg / f"{leg}.nc").mbar.value == pytest.approx(printed[leg], abs=0.01)
     assert printed["solvent - vacuum"] == pytest.approx(printed["solvent"] - printed["vacuum"], abs=0.02)
-    bad = subprocess.run([sys.executable, "-m", "openmm_tensornet.cli", "free-energy", "--ligand", str(ligand),
+    bad = subprocess.run([sys.executable, "-m", "openmm_tensornet.app.cli", "free-energy", "--ligand", str(ligand),
                           "--legs", "complex", "--output", str(tmp_path / "x")], capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode == 1 and "complex leg needs the receptor" in bad.stderr

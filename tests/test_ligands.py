@@ -20,10 +20,10 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from openmm_tensornet import TensorNetPotential
-from openmm_tensornet import ligand_forcefield
-from openmm_tensornet.ligand_forcefield import ligand_forcefield_xml, parameterize
-from openmm_tensornet.ligands import LigandError, read_ligands
-from openmm_tensornet.simulate import SimulationError, prepare
+from openmm_tensornet.openmm import ligand_forcefield
+from openmm_tensornet.openmm.ligand_forcefield import ligand_forcefield_xml, parameterize
+from openmm_tensornet.openmm.ligands import LigandError, read_ligands
+from openmm_tensornet.app.simulate import SimulationError, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 T4 = ROOT / "systems" / "t4-lysozyme-l99a-mol2"
@@ -261,13 +261,13 @@ def test_ligand_alone_in_water_and_xtb_fallback(tmp_path):
 
 def test_simulate_command_with_ligand(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "openmm_tensornet.cli", "simulate", str(T4 / "receptor.pdb"), "--ligand",
+        [sys.executable, "-m", "openmm_tensornet.app.cli", "simulate", str(T4 / "receptor.pdb"), "--ligand",
          str(T4 / "ligand.mol2"), "--steps", "10", "--report-interval", "5", "--platform", "CPU", "--output",
          str(tmp_path / "md")], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ML region 18 atoms (charge +0)" in result.stdout and "GAFF2 + AM1-BCC" in result.stdout
     assert (tmp_path / "md" / "summary.md").exists()
-    missing = subprocess.run([sys.executable, "-m", "openmm_tensornet.cli", "simulate", "--ligand",
+    missing = subprocess.run([sys.executable, "-m", "openmm_tensornet.app.cli", "simulate", "--ligand",
                               str(tmp_path / "none.sdf")], capture_output=True, text=True, timeout=300)
     assert missing.returncode == 1 and "none.sdf does not exist" in missing.stderr
 

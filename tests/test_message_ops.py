@@ -9,7 +9,7 @@ import torch
 from conftest import TOLERANCES, assert_close, random_molecule, small_model
 
 from openmm_tensornet import neighbor_pairs, ops_status
-from openmm_tensornet.messages import (
+from openmm_tensornet.nn.messages import (
     pair_index,
     tensor_embedding,
     tensor_embedding_reference,
@@ -18,7 +18,7 @@ from openmm_tensornet.messages import (
     tensor_product,
     tensor_product_reference,
 )
-from openmm_tensornet.tensors import basis, edge_components, from_matrix, to_matrix
+from openmm_tensornet.nn.tensors import basis, edge_components, from_matrix, to_matrix
 
 compiled = pytest.mark.skipif(not ops_status().compiled, reason="the compiled ops are not loaded")
 
@@ -240,7 +240,7 @@ def test_bad_arguments_give_clear_errors():
 @compiled
 @pytest.mark.parametrize("activation", ["silu", "tanh", "sigmoid", "mish", "ssp", "none"])
 def test_radial_mlp_matches_the_twin_and_finite_differences(activation):
-    from openmm_tensornet.radial import radial_mlp_reference
+    from openmm_tensornet.nn.radial import radial_mlp_reference
 
     generator = torch.Generator().manual_seed(3)
     rbf = torch.rand(30, 6, generator=generator, dtype=torch.float64)
@@ -268,7 +268,7 @@ def test_radial_mlp_refuses_weights_that_need_gradients():
 def test_exported_module_raises_evaluation_errors_at_its_top_level(problem):
     """Errors found inside the model are deferred and raised by the TorchForce module itself (openmm-torch 1.5
     crashes when an exception comes from code inlined from a submodule); the message is the model's own."""
-    from openmm_tensornet.export import export_torchscript
+    from openmm_tensornet.openmm.export import export_torchscript
 
     model = small_model(4)
     z, pos = random_molecule(10, seed=4)
@@ -362,7 +362,7 @@ def test_model_on_cuda_equals_cpu_with_and_without_static_shapes():
 @compiled
 @pytest.mark.parametrize("num_atoms, capacity", [(40, None), (40, 900), (1, None), (0, None), (300, None), (2, 4)])
 def test_pair_csr_op_equals_the_twin(num_atoms, capacity):
-    from openmm_tensornet.messages import pair_index_reference
+    from openmm_tensornet.nn.messages import pair_index_reference
 
     raw = half_list(num_atoms, 9, capacity)[1].indices
     shuffled = raw[:, torch.randperm(raw.shape[1], generator=torch.Generator().manual_seed(0))]

@@ -15,8 +15,8 @@ import torch
 
 import openmm_tensornet
 from openmm_tensornet import neighbor_pairs, neighbor_pairs_reference, ops_status
-from openmm_tensornet.neighbors import neighbor_search_reference
-from openmm_tensornet.ops import NEIGHBOR_PAIRS_SCHEMA, require_compiled_ops
+from openmm_tensornet.ops.neighbors import neighbor_search_reference
+from openmm_tensornet.ops.library import NEIGHBOR_PAIRS_SCHEMA, require_compiled_ops
 
 ROOT = Path(__file__).resolve().parents[1]
 CUTOFF = 1.0
@@ -360,7 +360,7 @@ def test_reference_fallback_serves_the_same_op(tmp_path):
     for the compiled library says why it is missing and how to fix it."""
     script = (
         "import torch, openmm_tensornet as o\n"
-        "from openmm_tensornet.ops import require_compiled_ops\n"
+        "from openmm_tensornet.ops.library import require_compiled_ops\n"
         "assert not o.ops_status().compiled\n"
         "x = torch.rand(30, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 3\n"
         "p = o.neighbor_pairs(x, 1.0, max_pairs=500)\n"

@@ -32,14 +32,14 @@ def test_the_entry_point_is_registered():
     from importlib.metadata import entry_points
 
     names = {entry.name: entry.value for entry in entry_points(group="openmmml.potentials")}
-    assert names["tensornet"] == "openmm_tensornet.openmmml_entry:TensorNetPotentialImplFactory"
+    assert names["tensornet"] == "openmm_tensornet.openmm.openmmml_entry:TensorNetPotentialImplFactory"
 
 
-@pytest.mark.parametrize("first", ["openmm_tensornet.openmmml_plugin", "openmmml", "openmm_tensornet"])
+@pytest.mark.parametrize("first", ["openmm_tensornet.openmm.openmmml_plugin", "openmmml", "openmm_tensornet"])
 def test_any_import_order_works(first):
     """openmm-ml loads entry points while it is being imported; importing the plugin module first must not make
     that a circular import."""
-    script = (f"import {first}\nfrom openmmml import MLPotential\nimport openmm_tensornet.openmmml_plugin as p\n"
+    script = (f"import {first}\nfrom openmmml import MLPotential\nimport openmm_tensornet.openmm.openmmml_plugin as p\n"
               "assert p.TensorNetPotentialImplFactory is not None\nprint(type(MLPotential._implFactories['tensornet']))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from openmm_tensornet import abi
+from openmm_tensornet.ops import abi
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -129,7 +129,7 @@ def test_command_line():
 
 @pytest.mark.skipif(os.environ.get("OPENMM_TENSORNET_OPS") == "reference", reason="the fallback was asked for")
 def test_doctor_checks_the_installation():
-    from openmm_tensornet.doctor import doctor
+    from openmm_tensornet.app.doctor import doctor
 
     lines = []
     problems = doctor(show=lines.append)
@@ -137,11 +137,11 @@ def test_doctor_checks_the_installation():
     assert problems == 0, text
     for name in ("torch", "openmm", "openmmtorch", "compiled ops", "TorchForce on Reference", "TorchForce on CPU"):
         assert any(line.startswith("[ok ] " + name) for line in lines), text
-    result = subprocess.run([sys.executable, "-m", "openmm_tensornet.cli", "doctor"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "openmm_tensornet.app.cli", "doctor"], capture_output=True, text=True)
     assert result.returncode == 0 and "no problems found" in result.stdout, result.stdout + result.stderr
     import os
 
-    broken = subprocess.run([sys.executable, "-m", "openmm_tensornet.cli", "doctor"], capture_output=True, text=True,
+    broken = subprocess.run([sys.executable, "-m", "openmm_tensornet.app.cli", "doctor"], capture_output=True, text=True,
                             env={**os.environ, "OPENMM_TENSORNET_OPS": "reference"})
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert "[BAD] compiled ops" in broken.stdout and "fix: install g++ and ninja" in broken.stdout, broken.stdout
@@ -152,7 +152,7 @@ def test_every_plugin_source_ships_in_the_wheel():
     matching it, or an installed package falls back to the slow pure-torch ops."""
     from fnmatch import fnmatch
 
-    from openmm_tensornet import ops
+    from openmm_tensornet.ops import library as ops
 
     setuptools = _pyproject()["tool"]["setuptools"]
     for source in ops.CPU_SOURCES + ops.CUDA_SOURCES + ops.HEADERS:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from openmm_tensornet import platforms
-from openmm_tensornet.platforms import Probe, choose_platform
+from openmm_tensornet.openmm import platforms
+from openmm_tensornet.openmm.platforms import Probe, choose_platform
 
 
 def fake(monkeypatch, names, working=(), gpu=False):
@@ -55,7 +55,7 @@ def test_requested_platforms_and_bad_requests(monkeypatch):
 
 
 def test_doctor_names_the_cuda_wheels_when_a_gpu_has_no_cuda_platform(monkeypatch):
-    from openmm_tensornet.doctor import _gpu_check
+    from openmm_tensornet.app.doctor import _gpu_check
 
     fake(monkeypatch, ["Reference", "CPU"], gpu=True)
     check = _gpu_check(["Reference", "CPU"])
@@ -68,7 +68,7 @@ def test_doctor_names_the_cuda_wheels_when_a_gpu_has_no_cuda_platform(monkeypatc
 
 
 def test_doctor_names_the_torch_plugin_when_cuda_cannot_run_the_torchforce(monkeypatch):
-    from openmm_tensornet import doctor
+    from openmm_tensornet.app import doctor
 
     fake(monkeypatch, ["Reference", "CPU", "CUDA"], working=(), gpu=True)
     check = doctor._try_platform("CUDA")

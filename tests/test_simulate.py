@@ -11,7 +11,7 @@ import openmm.app as app
 import openmm.unit as unit
 import pytest
 
-from openmm_tensornet.simulate import SimulationError, build_simulation, prepare, restart_simulation, run
+from openmm_tensornet.app.simulate import SimulationError, build_simulation, prepare, restart_simulation, run
 
 SYSTEMS = Path(__file__).resolve().parents[1] / "systems"
 EXAMPLES = {
@@ -141,12 +141,12 @@ def test_bad_inputs_are_clear(tmp_path):
 
 
 def test_the_readme_command_runs_with_the_default_model(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "openmm_tensornet.cli", "simulate",
+    result = subprocess.run([sys.executable, "-m", "openmm_tensornet.app.cli", "simulate",
                              str(SYSTEMS / "alanine-dipeptide-vacuum" / "input.pdb"), "--steps", "20",
                              "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "20 steps" in result.stdout and (tmp_path / "out" / "summary.md").exists()
-    missing = subprocess.run([sys.executable, "-m", "openmm_tensornet.cli", "simulate", str(tmp_path / "no.pdb")],
+    missing = subprocess.run([sys.executable, "-m", "openmm_tensornet.app.cli", "simulate", str(tmp_path / "no.pdb")],
                              capture_output=True, text=True, timeout=600)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
 

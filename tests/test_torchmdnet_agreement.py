@@ -2,7 +2,7 @@
 
 torchmd-net runs TensorNet through warp kernels by default and through plain PyTorch when warp is absent; both are
 compared. The warp kernels agree with the PyTorch code to ~1e-8 in float64 (they are not bit-identical), and for SO(3)
-models they evaluate the mirror image (see ``openmm_tensornet/torchmdnet_compat.py``).
+models they evaluate the mirror image (see ``openmm_tensornet/io/torchmdnet_compat.py``).
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from openmm_tensornet import load_model
-from openmm_tensornet.data import DataError, Molecule, read_dataset, read_extxyz, read_molecule, write_molecule
-from openmm_tensornet.datagen import XTB, Structure, generate_data, load_structures, sample_and_label
-from openmm_tensornet.training import TrainingConfig, fit_atomrefs, split_records, train
+from openmm_tensornet.io.data import DataError, Molecule, read_dataset, read_extxyz, read_molecule, write_molecule
+from openmm_tensornet.training.datagen import XTB, Structure, generate_data, load_structures, sample_and_label
+from openmm_tensornet.training.trainer import TrainingConfig, fit_atomrefs, split_records, train
 
 pytest.importorskip("tblite")
 pytest.importorskip("rdkit")
@@ -152,7 +152,7 @@ def test_atomrefs_reproduce_exact_compositions():
         energy = np.array([sum(refs[v] for v in z)] * 3)
         molecules.append(Molecule(name, np.array(z), rng.normal(size=(3, len(z), 3)), energy,
                                   np.zeros((3, len(z), 3))))
-    from openmm_tensornet.training import Record
+    from openmm_tensornet.training.trainer import Record
 
     records = [Record(m, r) for m in range(4) for r in range(3)]
     fitted = fit_atomrefs(molecules, records, 10)
@@ -226,7 +226,7 @@ def test_two_processes_give_the_run_of_one_with_the_same_global_batch(dataset, t
         "import sys\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "from test_training import tiny_config\n"
-        "from openmm_tensornet.training import train\n"
+        "from openmm_tensornet.training.trainer import train\n"
         f"train(tiny_config({str(dataset)!r}, {str(tmp_path / 'two')!r}, **{settings!r}))\n")
     torchrun = Path(sys.executable).parent / "torchrun"
     done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script)],

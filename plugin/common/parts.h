@@ -1,4 +1,4 @@
-// The irreducible parts (I: component 0, A: 1-3, S: 4-8) of the 9-component layout of openmm_tensornet/tensors.py,
+// The irreducible parts (I: component 0, A: 1-3, S: 4-8) of the 9-component layout of openmm_tensornet/nn/tensors.py,
 // as ATen calls (any device; no host data, so they can be captured in CUDA graphs).
 #pragma once
 

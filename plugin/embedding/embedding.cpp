@@ -8,7 +8,7 @@
 //     out   = mix(X, mix) * gates[part(k)]
 //
 // with |X|^2 the sum of squares of the 9 components and mix the channel mixing of each irreducible part, exactly as
-// openmm_tensornet.embedding.TensorEmbedding computes it from the output of tensor_embedding (its twin). First
+// openmm_tensornet.nn.embedding.TensorEmbedding computes it from the output of tensor_embedding (its twin). First
 // derivatives with respect to ``sums`` only (forces: the other inputs do not depend on positions); the weights must
 // not require gradients, and training uses the twin. ATen calls only, so it runs on any device.
 #include <ATen/ATen.h>
@@ -108,7 +108,7 @@ at::Tensor embedding_gate_plain(const at::Tensor& sums, const at::Tensor& loop, 
 }
 
 // The autograd Function calls the forward and backward ops through the dispatcher, so that torch.compile traces
-// them as opaque ops (their fake kernels are in openmm_tensornet/ops.py).
+// them as opaque ops (their fake kernels are in openmm_tensornet/ops/library.py).
 class EmbeddingGate : public torch::autograd::Function<EmbeddingGate> {
    public:
     static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& sums, const at::Tensor& loop,

@@ -3,14 +3,14 @@
 // pair_geometry(vectors [P, 3], distances [P], means [K], betas [K], float lower, float upper, str rbf_type)
 //     -> (rbf [P, K], cutoff [P], edge [P, 9], rbf_slope [P, K], cutoff_slope [P])
 //
-// With d the distance and u = vectors / d (u = 0 where d = 0), exactly as openmm_tensornet/radial.py and
-// openmm_tensornet/tensors.py compute them (the twins):
+// With d the distance and u = vectors / d (u = 0 where d = 0), exactly as openmm_tensornet/nn/radial.py and
+// openmm_tensornet/nn/tensors.py compute them (the twins):
 //   rbf_type "expnorm": rbf_k = env(d) exp(-betas_k (exp(alpha (lower - d)) - means_k)^2), alpha = 5 / (upper - lower),
 //                       env(d) = (cos(pi d / upper) + 1) / 2 for d < upper, else 0;
 //   rbf_type "gauss":   rbf_k = exp(betas_0 (d - means_k)^2) (means: the offsets, betas: [1] the coefficient);
 //   cutoff: (cos(pi d / upper) + 1) / 2 for d < upper when lower = 0; with lower > 0,
 //           (cos(pi (2 (d - lower) / (upper - lower) + 1)) + 1) / 2 for lower < d < upper; 0 elsewhere;
-//   edge:   the 9 irreducible components of Id, [u]_x and u u^T - Id / 3 (openmm_tensornet.tensors.edge_components).
+//   edge:   the 9 irreducible components of Id, [u]_x and u u^T - Id / 3 (openmm_tensornet.nn.tensors.edge_components).
 //
 // rbf_slope and cutoff_slope are d rbf / d d and d cutoff / d d (not differentiable; the backward uses them).
 // First derivatives with respect to vectors and distances (forces); the basis parameters must not require
@@ -300,7 +300,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pair_geom
 // pair_vectors(positions [N, 3], indices [2, P], shifts [P, 3] int32, box [3, 3]?) -> (vectors [P, 3], distances [P])
 //
 // vectors = positions[i] - positions[j] - shifts @ box for every pair (i, j) of ``indices``; padding rows (index -1)
-// give a zero vector and distance. The same as openmm_tensornet.neighbors.vectors_from_shifts and the norm (the
+// give a zero vector and distance. The same as openmm_tensornet.ops.neighbors.vectors_from_shifts and the norm (the
 // twins); first derivatives with respect to positions only (the box must not require gradients).
 std::tuple<at::Tensor, at::Tensor> pair_vectors_cpu(const at::Tensor& positions_in, const at::Tensor& indices_in,
                                                     const at::Tensor& shifts_in,
@@ -401,7 +401,7 @@ class PairVectors : public torch::autograd::Function<PairVectors> {
         at::AutoDispatchBelowADInplaceOrView guard;
         TORCH_CHECK(!(box.has_value() && box->defined() && box->requires_grad()),
                     "pair_vectors: the box requires gradients, which this op does not provide; use "
-                    "openmm_tensornet.neighbors.vectors_from_shifts");
+                    "openmm_tensornet.ops.neighbors.vectors_from_shifts");
         static auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("openmm_tensornet::pair_vectors", "")
                              .typed<decltype(pair_vectors_cpu)>();

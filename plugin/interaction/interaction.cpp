@@ -5,7 +5,7 @@
 //                    bool so3) -> [N, 9, F]
 // (loop, mix_in and mix_out may also be given per component, [9, F] and [9, F, F]: component k takes part(k).)
 //
-// With X the features in the irreducible layout of openmm_tensornet/tensors.py, c the charge factor per atom,
+// With X the features in the irreducible layout of openmm_tensornet/nn/tensors.py, c the charge factor per atom,
 // mix(T, W) the channel mixing of the I, A and S parts with W[0], W[1], W[2] (T[:, k] @ W[part(k)]^T), msg the op
 // tensor_messages over the half list, and x the channel-wise matrix product (tensor_product):
 //
@@ -17,7 +17,7 @@
 //     U  = mix(Cn, mix_out)
 //     out = Xn + U + c U x U
 //
-// exactly as openmm_tensornet.interaction.Interaction computes it in plain torch (the twin). The op exists for speed
+// exactly as openmm_tensornet.nn.interaction.Interaction computes it in plain torch (the twin). The op exists for speed
 // at small atom counts: one call instead of a few hundred interpreted operator calls and autograd nodes. It is built
 // from ATen calls and the tensor_messages / tensor_product ops, so it runs on every device those support.
 //
@@ -216,7 +216,7 @@ std::tuple<at::Tensor, at::Tensor> tensor_interaction_backward(
 }
 
 // The autograd Function calls the two ops above through the dispatcher, so that torch.compile traces them as opaque
-// ops (their fake kernels are in openmm_tensornet/ops.py).
+// ops (their fake kernels are in openmm_tensornet/ops/library.py).
 class TensorInteraction : public torch::autograd::Function<TensorInteraction> {
    public:
     static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& features,

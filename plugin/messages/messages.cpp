@@ -7,7 +7,7 @@
 // ``pairs`` is a half neighbour list (each unordered pair once; padding rows hold -1). For every atom i,
 //     M[i, k, c] = sum over pairs p = (i, j) or (j, i) of weights[p, part(k), c] * features[j, k, c],
 // where part(k) is 0 for component 0, 1 for components 1-3 and 2 for components 4-8 (the I, A and S parts of the
-// irreducible layout of openmm_tensornet/tensors.py). ``first_ptr`` is the CSR index of the pairs by first atom (valid
+// irreducible layout of openmm_tensornet/nn/tensors.py). ``first_ptr`` is the CSR index of the pairs by first atom (valid
 // pairs sorted by first atom), ``second_order`` lists the pairs sorted by second atom and ``second_ptr`` indexes it.
 // Each output row is written by one thread: no atomics, and the result does not depend on the thread count.
 //
@@ -28,13 +28,13 @@
 //
 //
 // pair_csr(pairs [2, P], num_atoms) -> (first_ptr [N + 1], second_order [P], second_ptr [N + 1]): the CSR indices
-// above for a half list (CPU; openmm_tensornet.messages.pair_index is the twin and serves other devices).
+// above for a half list (CPU; openmm_tensornet.nn.messages.pair_index is the twin and serves other devices).
 //
 // tensor_product(left [N, 9, F], right [N, 9, F]) -> [N, 9, F]: the components of the channel-wise matrix product
 // left . right. Gradients: dleft = G . right^T, dright = left^T . G (in matrix form).
 //
 // Only first derivatives are provided (inference and forces); training uses the pure-torch twin
-// openmm_tensornet.messages.tensor_messages_reference.
+// openmm_tensornet.nn.messages.tensor_messages_reference.
 #include <torch/autograd.h>
 #include <torch/library.h>
 

@@ -1,4 +1,4 @@
-// 3x3 tensors in the orthonormal irreducible basis of openmm_tensornet/tensors.py (components 0: identity / sqrt(3);
+// 3x3 tensors in the orthonormal irreducible basis of openmm_tensornet/nn/tensors.py (components 0: identity / sqrt(3);
 // 1-3: skew [e_x]_x, [e_y]_x, [e_z]_x / sqrt(2); 4-8: symmetric traceless xy, xz, yz, (xx - yy) / sqrt(2),
 // (xx + yy - 2 zz) / sqrt(6)), shared by the CPU and CUDA kernels. The two maps are each other's transpose.
 #pragma once

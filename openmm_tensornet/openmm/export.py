@@ -1,0 +1,351 @@
+"""TorchScript export of a TensorNet model into an OpenMM force (openmm-torch ``TorchForce``).
+
+The exported module takes what ``TorchForce`` passes — the positions of *all* particles of the System in nm and,
+when periodic, the box vectors in nm — selects the ML atoms, converts to the model's units, evaluates TensorNet with
+the compiled neighbour list, and returns the energy in kJ/mol. Forces come from openmm-torch's autograd.
+
+Two geometries:
+
+* ``"periodic"``: the ML atoms fill a periodic system (a pure-ML water box); pairs use the minimum image.
+* ``"molecule"``: the ML atoms form a region inside a larger (possibly periodic) MM system, e.g. a ligand. The region
+  is made whole around its first atom by the minimum image and then evaluated *without* periodicity, so it never
+  interacts with its own periodic images (openmm-ml issue 108). The region must span less than half the box.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from typing import List, Optional, Sequence, Set, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..nn.model import TensorNet
+from ..ops.neighbors import minimum_image
+from ..units import energy_to_kj_per_mol, nm_to_length
+
+
+_reloaded_plugins: Set[str] = set()
+
+
+def ensure_torch_plugins() -> None:
+    """Load openmm-torch's platform plugins if ``import openmm`` came before ``import torch``.
+
+    OpenMM loads its plugins when it is imported; openmm-torch's need libtorch's libraries, which are only found once
+    torch is imported, so in a script that imports openmm first every Context with a TorchForce fails with
+    "Specified a Platform for a Context which does not support all required kernels". Called on
+    ``import openmm_tensornet``.
+    """
+    import openmm
+
+    for failure in openmm.Platform.getPluginLoadFailures():
+        found = re.match(r"Error loading library (\S*OpenMMTorch\w*\.so)", failure)
+        if found is None or found.group(1) in _reloaded_plugins:
+            continue
+        _reloaded_plugins.add(found.group(1))
+        try:
+            openmm.Platform.loadPluginLibrary(found.group(1))
+        except Exception:  # noqa: BLE001 - e.g. the OpenCL variant without an OpenCL driver: not needed here
+            pass
+
+
+class TorchForceModule(nn.Module):
+    """``forward(positions [N_all, 3] nm, boxvectors [3, 3] nm or None) -> energy (kJ/mol, scalar)``.
+
+    Scaled by a global parameter (``scaled="nobox"`` / ``"box"``): ``forward(positions, parameter)`` /
+    ``forward(positions, boxvectors, parameter) -> parameter * energy``. Build it with :func:`export_torchscript`;
+    the constructor arguments are documented there.
+    """
+
+    def __init__(
+        self,
+        model: TensorNet,
+        atomic_numbers: Sequence[int],
+        atoms: Optional[Sequence[int]],
+        total_charge: float,
+        geometry: str,
+        neighbor_capacity: Optional[int] = None,
+        static_shapes: bool = False,
+        scaled: Optional[str] = None,
+    ):
+        super().__init__()
+        if scaled not in (None, "box", "nobox"):
+            raise ValueError(f"scaled must be None, 'box' or 'nobox'; got {scaled!r}.")
+        self.scaled = scaled is not None
+        self.box_input = scaled == "box"
+        model = copy.deepcopy(model).eval()
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        model.set_neighbor_capacity(neighbor_capacity, static_shapes, None if atoms is None else list(atoms))
+        model.freeze_for_inference(torch.as_tensor(list(atomic_numbers), dtype=torch.long))
+        model.defer_errors = True  # raised below, in forward itself (see TensorNet.defer_errors)
+        self.model = model
+        dtype = model.energy_mean.dtype
+        self.register_buffer("z", torch.as_tensor(list(atomic_numbers), dtype=torch.long))
+        selection = list(range(len(atomic_numbers))) if atoms is None else list(atoms)
+        self.register_buffer("atoms", torch.as_tensor(selection, dtype=torch.long))
+        self.select_atoms = atoms is not None
+        self.register_buffer("total_charge", torch.tensor([float(total_charge)], dtype=dtype))
+        self.length_scale = nm_to_length(model.length_unit)
+        self.energy_scale = energy_to_kj_per_mol(model.energy_unit)
+        self.periodic = geometry == "periodic"
+        self.whole_molecule = geometry == "molecule"
+
+    def forward(self, positions: Tensor, second: Optional[Tensor] = None, third: Optional[Tensor] = None) -> Tensor:
+        # One forward for every TorchForce layout (openmm-torch passes the box, if any, then global parameters):
+        # (positions, box?) or, scaled by a global parameter, (positions, parameter) / (positions, box, parameter).
+        # (All in one method on purpose: with openmm-torch 1.5, an error raised one method call deeper crashes
+        # libtorch's error reporting in the second Context of a process.)
+        boxvectors = second
+        scale: Optional[Tensor] = None
+        if self.scaled:
+            if self.box_input:
+                scale = third
+            else:
+                boxvectors = None
+                scale = second
+        dtype = self.total_charge.dtype
+        pos = positions.to(dtype)
+        if self.select_atoms:
+            pos = pos.index_select(0, self.atoms)
+        box: Optional[Tensor] = None
+        if boxvectors is not None:
+            box = boxvectors.to(dtype)
+        if self.periodic and box is None:
+            raise RuntimeError("this TensorNet force is periodic but received no box vectors; call "
+                               "force.setUsesPeriodicBoundaryConditions(True) and give the System a periodic box.")
+        if self.whole_molecule and box is not None and pos.shape[0] > 1:
+            # Make the region whole around its first atom; the shifts are constant, so forces are unchanged.
+            pos = pos[0:1] + minimum_image(pos - pos[0:1], box)
+            # Whole only if it fits in half the box along every box vector (a longer region comes out folded).
+            fractional = pos @ torch.linalg.inv(box)
+            extent = fractional.max(dim=0).values - fractional.min(dim=0).values
+            if bool((extent >= 0.5).any()):
+                spans: List[float] = extent.tolist()
+                raise RuntimeError("the ML region spans " + str(spans) + " of the periodic box along its three "
+                                   "box vectors; it must span less than half (0.5) along each to be made whole "
+                                   "unambiguously. Use a larger box, or model the whole periodic system with "
+                                   "TensorNetPotential.createSystem.")
+            box = None
+        if not self.periodic:
+            box = None
+        pos = pos * self.length_scale
+        if box is not None:
+            box = box * self.length_scale
+        self.model.error = ""
+        output = self.model(self.z, pos, None, box, self.total_charge)
+        if self.model.error != "":
+            raise RuntimeError(self.model.error)
+        energy = output.energy.sum() * self.energy_scale
+        if scale is not None:
+            energy = scale.to(energy.dtype) * energy
+        return energy
+
+
+# Densest packing assumed for a molecule (a region inside an MM system): 0.15 atoms / A^3, above any condensed phase
+# of organic or biological matter (water 0.100, proteins ~0.11-0.12, benzene crystal ~0.12).
+_DENSEST = 150.0  # atoms / nm^3
+_CAPACITY_MARGIN = 1.3
+
+
+def estimate_neighbor_capacity(num_atoms: int, cutoff_nm: float, box_volume_nm3: Optional[float] = None) -> int:
+    """A neighbour capacity (ordered pairs) for ``num_atoms`` atoms and a cutoff, sized from the density.
+
+    Periodic (``box_volume_nm3`` given): the box's density x the cutoff sphere x ``num_atoms``, plus 30% and 64 pairs
+    for fluctuations and a barostat. A molecule: the same with the densest condensed-phase packing (0.15 / A^3).
+    Never more than ``num_atoms * (num_atoms - 1)``, every possible pair.
+    """
+    density = _DENSEST if box_volume_nm3 is None else num_atoms / box_volume_nm3
+    per_atom = density * 4.0 / 3.0 * math.pi * cutoff_nm**3
+    estimate = int(math.ceil(_CAPACITY_MARGIN * per_atom * num_atoms)) + 64
+    return int(min(estimate, num_atoms * (num_atoms - 1)))
+
+
+def _check_selection(atomic_numbers: Sequence[int], atoms: Optional[Sequence[int]], num_particles: Optional[int],
+                     model: TensorNet) -> List[int]:
+    numbers = [int(z) for z in atomic_numbers]
+    if len(numbers) == 0:
+        raise ValueError("atomic_numbers is empty: the ML region must contain at least one atom.")
+    covered = model.hparams.get("elements")
+    if covered is not None:
+        outside = sorted(set(numbers) - set(covered))
+        if outside:
+            from openmm.app.element import Element
+
+            def symbols(values):
+                return ", ".join(f"{Element.getByAtomicNumber(z).symbol} ({z})" for z in values)
+
+            raise ValueError(f"elements {symbols(outside)} are not covered by this model, which was trained on "
+                             f"{symbols(covered)}; leave those atoms out of the ML region or use another model.")
+    unknown = sorted({z for z in numbers if z < 1 or z >= model.max_z})
+    if unknown:
+        raise ValueError(f"atomic numbers {unknown} are outside the model's range [1, {model.max_z - 1}]; this "
+                         "model cannot describe those elements. Choose another ML region or model.")
+    if atoms is None:
+        return numbers
+    selection = [int(a) for a in atoms]
+    if len(selection) != len(numbers):
+        raise ValueError(f"atoms has {len(selection)} entries but atomic_numbers has {len(numbers)}; give one "
+                         "atomic number per ML atom, in the order of atoms.")
+    if len(set(selection)) != len(selection):
+        raise ValueError("atoms contains duplicate indices.")
+    if min(selection) < 0 or (num_particles is not None and max(selection) >= num_particles):
+        raise ValueError(f"atoms must be particle indices in [0, {num_particles}); got min {min(selection)}, "
+                         f"max {max(selection)}.")
+    return numbers
+
+
+def export_torchscript(
+    model: TensorNet,
+    atomic_numbers: Sequence[int],
+    atoms: Optional[Sequence[int]] = None,
+    total_charge: float = 0.0,
+    periodic: bool = False,
+    num_particles: Optional[int] = None,
+    neighbor_capacity: Optional[int] = None,
+    static_shapes: bool = False,
+    scaled: Optional[str] = None,
+) -> torch.jit.ScriptModule:
+    """Script a model for OpenMM's ``TorchForce``.
+
+    Parameters
+    ----------
+    model : TensorNet
+        The model (its ``energy_unit`` and ``length_unit`` say how to convert to kJ/mol and nm).
+    atomic_numbers : sequence of int
+        Atomic number of every ML atom (in the order of ``atoms``).
+    atoms : sequence of int, optional
+        Indices of the ML atoms among the System's particles; ``None`` when the System holds only ML atoms.
+    total_charge : float
+        Total charge of the ML region (e).
+    periodic : bool
+        ``True`` when the ML atoms *are* the periodic system (minimum-image pairs). For a region inside a periodic
+        MM system leave it ``False``: the region is then made whole and evaluated without periodic images, and the
+        TorchForce still needs ``setUsesPeriodicBoundaryConditions(True)`` so that it receives the box.
+    num_particles : int, optional
+        Number of particles in the System, to check ``atoms``.
+    neighbor_capacity : int, optional
+        Most ordered neighbour pairs (see :meth:`TensorNet.set_neighbor_capacity`); ``None``: no bound.
+    static_shapes : bool
+        Keep the pair tensors at ``neighbor_capacity`` rows (for CUDA graphs).
+    scaled : {None, "box", "nobox"}
+        ``None``: ``forward(positions, boxvectors=None) -> E``. Otherwise the module takes a global parameter
+        after the positions (``"nobox"``) or after positions and box (``"box"``) and returns parameter x E, as
+        ``TorchForce`` calls it when the force has that global parameter.
+
+    Returns
+    -------
+    torch.jit.ScriptModule
+        Energies in kJ/mol from positions in nm. ``.save(path)`` writes a file that loads with ``torch.jit.load``
+        after ``import openmm_tensornet`` and :func:`openmm_tensornet.load_ops`.
+    """
+    return torch.jit.script(_build_module(model, atomic_numbers, atoms, total_charge, periodic, num_particles,
+                                          neighbor_capacity, static_shapes, scaled))
+
+
+def _build_module(model: TensorNet, atomic_numbers: Sequence[int], atoms: Optional[Sequence[int]], total_charge: float,
+                  periodic: bool, num_particles: Optional[int], neighbor_capacity: Optional[int], static_shapes: bool,
+                  scaled: Optional[str]) -> TorchForceModule:
+    """The (unscripted) module of :func:`export_torchscript`, after checking the selection; shared by both backends."""
+    _check_selection(atomic_numbers, atoms, num_particles, model)
+    coulomb = model.coulomb
+    if periodic and coulomb is not None and coulomb.cutoff < 0:
+        raise ValueError("this model's Coulomb term sums over all pairs of the molecule (a tensornet2 model trained "
+                         "without coulomb_cutoff), which is not defined for a periodic ML system; use it for a "
+                         "molecule in vacuum or as the ML region of a mixed system (createMixedSystem), or use a "
+                         "model trained with a coulomb_cutoff.")
+    if static_shapes and neighbor_capacity is None:
+        raise ValueError("static_shapes needs a neighbor_capacity (see estimate_neighbor_capacity).")
+    geometry = "periodic" if periodic else ("molecule" if atoms is not None else "none")
+    return TorchForceModule(model, atomic_numbers, atoms, total_charge, geometry, neighbor_capacity, static_shapes,
+                            scaled)
+
+
+def create_torch_force(
+    model: TensorNet,
+    atomic_numbers: Sequence[int],
+    atoms: Optional[Sequence[int]] = None,
+    total_charge: float = 0.0,
+    periodic: bool = False,
+    uses_box: Optional[bool] = None,
+    force_group: int = 0,
+    num_particles: Optional[int] = None,
+    cuda_graphs: bool = False,
+    neighbor_capacity: Optional[int] = None,
+    box_vectors=None,
+    global_parameter: Optional[str] = None,
+):
+    """An ``openmmtorch.TorchForce`` evaluating ``model`` on the ML atoms (see :func:`export_torchscript`).
+
+    ``uses_box`` (default: ``periodic``) makes OpenMM pass the box to the module; set it for an ML region in a
+    periodic MM system. The model is embedded in the force (and in the System XML), so no file must be kept.
+
+    ``cuda_graphs=True`` sets openmm-torch's ``useCUDAGraphs`` property (used by the CUDA platform, ignored by the
+    others) and gives the module static shapes: a neighbour capacity, by default sized from the density
+    (:func:`estimate_neighbor_capacity`; ``box_vectors``, in nm, give the density of a periodic ML system).
+    ``neighbor_capacity`` bounds the list without CUDA graphs too. More pairs than the capacity is an error naming
+    the most crowded atom, never a silently shortened list.
+
+    ``global_parameter`` (e.g. ``"lambda_interpolate"``): the force's energy is that parameter x E_ML (default 1),
+    and its derivative dE/dparameter = E_ML is available from ``State.getEnergyParameterDerivatives()``.
+    """
+    import openmmtorch
+
+    module, box_input = force_module(model, atomic_numbers, atoms, total_charge, periodic, uses_box, force_group,
+                                     num_particles, neighbor_capacity, cuda_graphs, box_vectors, global_parameter,
+                                     "cuda_graphs")
+    force = openmmtorch.TorchForce(torch.jit.script(module))
+    force.setUsesPeriodicBoundaryConditions(box_input)
+    force.setForceGroup(force_group)
+    if cuda_graphs:
+        force.setProperty("useCUDAGraphs", "true")
+    if global_parameter is not None:
+        force.addGlobalParameter(global_parameter, 1.0)
+        force.addEnergyParameterDerivative(global_parameter)
+    return force
+
+
+def force_module(model: TensorNet, atomic_numbers: Sequence[int], atoms: Optional[Sequence[int]], total_charge: float,
+                 periodic: bool, uses_box: Optional[bool], force_group: int, num_particles: Optional[int],
+                 neighbor_capacity: Optional[int], static_shapes: bool, box_vectors, global_parameter: Optional[str],
+                 reason: str) -> Tuple[TorchForceModule, bool]:
+    """The module of an OpenMM force (either backend) and whether the force takes the box.
+
+    Checks the force group, sizes a neighbour capacity for ``static_shapes`` when none is given (``reason`` names the
+    option that asked for static shapes, for the error message) and picks the module's argument layout.
+    """
+    if not 0 <= force_group <= 31:
+        raise ValueError(f"force_group must be in [0, 31]; got {force_group}.")
+    box_input = bool(periodic if uses_box is None else uses_box)
+    if static_shapes and neighbor_capacity is None:
+        neighbor_capacity = static_capacity(model, len(atomic_numbers), periodic, box_vectors, reason)
+    scaled = None if global_parameter is None else ("box" if box_input else "nobox")
+    module = _build_module(model, atomic_numbers, atoms, total_charge, periodic, num_particles, neighbor_capacity,
+                           static_shapes, scaled)
+    return module, box_input
+
+
+def static_capacity(model: TensorNet, num_atoms: int, periodic: bool, box_vectors, reason: str) -> int:
+    """The neighbour capacity static shapes need (``reason`` names the option that needs them, for the error)."""
+    volume = None
+    if periodic:
+        if box_vectors is None:
+            raise ValueError(f"{reason} with a periodic ML system needs box_vectors (nm) to size the neighbour "
+                             "capacity, or an explicit neighbor_capacity.")
+        volume = _box_volume_nm3(box_vectors)
+    cutoff_nm = model.cutoff_upper / nm_to_length(model.length_unit)
+    return estimate_neighbor_capacity(num_atoms, cutoff_nm, volume)
+
+
+def _box_volume_nm3(box_vectors) -> float:
+    """Volume of a box given as three vectors (OpenMM ``Vec3``/``Quantity`` in nm, or plain numbers in nm)."""
+    rows = []
+    for vector in box_vectors:
+        if hasattr(vector, "value_in_unit"):
+            import openmm.unit as unit
+
+            vector = vector.value_in_unit(unit.nanometer)
+        rows.append([float(x) for x in vector])
+    return abs(float(torch.linalg.det(torch.tensor(rows, dtype=torch.float64))))

@@ -1,0 +1,530 @@
+"""Loading the compiled torch ops of ``plugin/`` (compiled on first use, cached), or the pure-torch fallback.
+
+``import openmm_tensornet`` loads the library when it is already in the cache and never compiles; the first model,
+neighbour search or deserialised TorchForce calls :func:`load_ops`, which registers the ``torch.ops.openmm_tensornet``
+ops (``neighbor_pairs`` and the others):
+
+* from the compiled library when it can be built or found in the cache (CPU kernel always; CUDA kernel when a CUDA
+  toolkit whose major version matches torch's is present and a GPU is visible), or
+* from the pure-torch reference implementation (:mod:`openmm_tensornet.ops.neighbors`) when it cannot, with a warning
+  that says why. TorchScript models then still script and run in this process, only slower, and a model saved this
+  way needs ``import openmm_tensornet`` in the process that loads it.
+
+The library is cached under ``$OPENMM_TENSORNET_CACHE`` (default ``~/.cache/openmm-tensornet``) in a folder keyed by
+the sources, torch and Python versions, so a new torch or a changed source triggers a rebuild and nothing stale is
+ever loaded. ``OPENMM_TENSORNET_OPS=reference`` skips the compiled library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+LIBRARY_NAME = "openmm_tensornet_ops"
+CACHE_VARIABLE = "OPENMM_TENSORNET_CACHE"
+MODE_VARIABLE = "OPENMM_TENSORNET_OPS"
+CUDA_VARIABLE = "OPENMM_TENSORNET_BUILD_CUDA"
+
+# Must equal the schema in plugin/neighbors/neighbors.cpp (tests/test_neighbor_ops.py checks it).
+NEIGHBOR_PAIRS_SCHEMA = (
+    "neighbor_pairs(Tensor positions, Tensor? box, Tensor? batch, float cutoff, int max_pairs=-1, "
+    "bool half=False, str algorithm='auto') -> (Tensor indices, Tensor shifts, Tensor num_pairs)"
+)
+
+# Must equal the schemas in plugin/messages/messages.cpp.
+TENSOR_MESSAGES_SCHEMA = (
+    "tensor_messages(Tensor weights, Tensor features, Tensor pairs, Tensor first_ptr, Tensor second_order, "
+    "Tensor second_ptr) -> Tensor"
+)
+TENSOR_MESSAGES_WEIGHT_GRAD_SCHEMA = (
+    "tensor_messages_weight_grad(Tensor grad_messages, Tensor features, Tensor pairs) -> Tensor"
+)
+
+TENSOR_EMBEDDING_SCHEMA = (
+    "tensor_embedding(Tensor radial, Tensor edge, Tensor receiver_term, Tensor sender_term, Tensor pairs, "
+    "Tensor first_ptr, Tensor second_order, Tensor second_ptr) -> (Tensor features, Tensor edge_sum)"
+)
+TENSOR_EMBEDDING_BACKWARD_SCHEMA = (
+    "tensor_embedding_backward(Tensor grad_features, Tensor edge_sum, Tensor radial, Tensor edge, "
+    "Tensor receiver_term, Tensor sender_term, Tensor pairs, Tensor first_ptr, Tensor second_order, "
+    "Tensor second_ptr) -> (Tensor grad_radial, Tensor grad_edge, Tensor grad_receiver_term, "
+    "Tensor grad_sender_term)"
+)
+
+TENSOR_PRODUCT_SCHEMA = "tensor_product(Tensor left, Tensor right) -> Tensor"
+PAIR_CSR_SCHEMA = "pair_csr(Tensor pairs, int num_atoms) -> (Tensor first_ptr, Tensor second_order, Tensor second_ptr)"
+TENSOR_PRODUCT_BACKWARD_SCHEMA = (
+    "tensor_product_backward(Tensor grad, Tensor left, Tensor right) -> (Tensor grad_left, Tensor grad_right)"
+)
+
+RADIAL_MLP_SCHEMA = (
+    "radial_mlp(Tensor rbf, Tensor cutoff, Tensor[] weights, Tensor[] biases, str activation) -> Tensor"
+)
+
+# Must equal the schema in plugin/interaction/interaction.cpp.
+TENSOR_INTERACTION_SCHEMA = (
+    "tensor_interaction(Tensor features, Tensor radial, Tensor loop, Tensor charge_factor, Tensor mix_in, "
+    "Tensor mix_out, Tensor pairs, Tensor first_ptr, Tensor second_order, Tensor second_ptr, bool so3) -> Tensor"
+)
+
+# Must equal the schema in plugin/geometry/geometry.cpp.
+PAIR_GEOMETRY_SCHEMA = (
+    "pair_geometry(Tensor vectors, Tensor distances, Tensor means, Tensor betas, float lower, float upper, "
+    "str rbf_type) -> (Tensor rbf, Tensor cutoff, Tensor edge, Tensor rbf_slope, Tensor cutoff_slope)"
+)
+
+# Must equal the schema in plugin/embedding/embedding.cpp.
+EMBEDDING_GATE_SCHEMA = (
+    "embedding_gate(Tensor sums, Tensor loop, Tensor norm_weight, Tensor norm_bias, float eps, Tensor weight1, "
+    "Tensor bias1, Tensor weight2, Tensor bias2, str activation, Tensor mix) -> Tensor"
+)
+
+# Must equal the schema in plugin/readout/readout.cpp.
+INVARIANT_READOUT_SCHEMA = (
+    "invariant_readout(Tensor features, Tensor norm_weight, Tensor norm_bias, float eps, Tensor weight, "
+    "Tensor bias, str activation) -> Tensor"
+)
+
+PAIR_VECTORS_SCHEMA = (
+    "pair_vectors(Tensor positions, Tensor indices, Tensor shifts, Tensor? box) -> (Tensor vectors, Tensor distances)"
+)
+
+CPU_SOURCES = ("neighbors/neighbors.cpp", "neighbors/neighbors_cpu.cpp", "common/checks.cpp", "common/cell_grid.cpp",
+               "messages/messages.cpp", "messages/messages_cpu.cpp", "radial/radial.cpp",
+               "interaction/interaction.cpp", "interaction/interaction_cpu.cpp", "geometry/geometry.cpp",
+               "embedding/embedding.cpp", "readout/readout.cpp")
+CUDA_SOURCES = ("neighbors/neighbors_cuda.cu", "messages/messages_cuda.cu")
+HEADERS = ("common/pair_search.h", "common/checks.h", "common/cell_grid.h", "messages/messages.h",
+           "messages/tensor_algebra.h", "interaction/interaction.h", "common/activations.h", "common/parts.h")
+
+
+@dataclass
+class OpsStatus:
+    """What :func:`load_ops` did. ``compiled`` is False when the pure-torch fallback serves the ops."""
+
+    compiled: bool = False
+    cuda: bool = False
+    library: Optional[Path] = None
+    reason: str = "not loaded yet"
+    notes: List[str] = field(default_factory=list)
+
+
+_status = OpsStatus()
+_fallback_library: Optional[torch.library.Library] = None
+
+
+def source_dir() -> Path:
+    """The C++/CUDA sources: ``openmm_tensornet/_plugin`` in an installed wheel, ``plugin/`` in a checkout."""
+    here = Path(__file__).resolve().parent.parent  # the package folder
+    for candidate in (here / "_plugin", here.parent / "plugin"):
+        if (candidate / CPU_SOURCES[0]).is_file():
+            return candidate
+    raise FileNotFoundError(
+        "the C++ sources of the compiled ops were not found next to the package (looked in "
+        f"{here / '_plugin'} and {here.parent / 'plugin'}); reinstall openmm-tensornet."
+    )
+
+
+def cache_root() -> Path:
+    configured = os.environ.get(CACHE_VARIABLE)
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "openmm-tensornet"
+
+
+def _nvcc_major(cuda_home: Optional[str]) -> Optional[int]:
+    if cuda_home is None:
+        return None
+    nvcc = Path(cuda_home) / "bin" / "nvcc"
+    if not nvcc.is_file():
+        return None
+    try:
+        text = subprocess.run([str(nvcc), "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"release (\d+)\.", text)
+    return int(found.group(1)) if found else None
+
+
+def cuda_build_problem() -> Optional[str]:
+    """Why the CUDA kernel will not be compiled, or ``None`` when it will."""
+    if torch.version.cuda is None:
+        return "this torch has no CUDA support"
+    forced = os.environ.get(CUDA_VARIABLE, "") not in ("", "0")
+    if not forced and not torch.cuda.is_available():
+        return f"no GPU is visible (set {CUDA_VARIABLE}=1 to compile the CUDA kernel anyway)"
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    major = _nvcc_major(CUDA_HOME)
+    wanted = int(torch.version.cuda.split(".")[0])
+    if major is None:
+        return f"no CUDA toolkit (nvcc) was found; install CUDA {wanted}.x and set CUDA_HOME"
+    if major != wanted:
+        return (f"nvcc in {CUDA_HOME} is CUDA {major}, but torch was built with CUDA {torch.version.cuda}; "
+                f"point CUDA_HOME at a CUDA {wanted}.x toolkit (e.g. pip install nvidia-cuda-nvcc-cu{wanted})")
+    return None
+
+
+NATIVE_VARIABLE = "OPENMM_TENSORNET_NATIVE"
+
+
+def _cpu_flags() -> List[str]:
+    """Compiler flags for this CPU: ``-march=native`` on Linux x86-64 (unless ``OPENMM_TENSORNET_NATIVE=0``), with
+    the CPU's feature list, so that a cache shared by different machines never serves code built for another CPU."""
+    if os.environ.get(NATIVE_VARIABLE, "1") == "0" or platform.system() != "Linux" or platform.machine() != "x86_64":
+        return []
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    found = re.search(r"^flags\s*:(.*)$", text, re.MULTILINE)
+    if found is None:
+        return []
+    features = hashlib.sha256(" ".join(sorted(found.group(1).split())).encode()).hexdigest()[:12]
+    return ["-march=native", f"-DOPENMM_TENSORNET_CPU={features}"]
+
+
+def _build_key(sources: Path, with_cuda: bool) -> str:
+    digest = hashlib.sha256()
+    names = CPU_SOURCES + HEADERS + (CUDA_SOURCES if with_cuda else ())
+    for name in names:
+        digest.update(name.encode())
+        digest.update((sources / name).read_bytes())
+    digest.update(f"{torch.__version__}|{sys.version_info[:2]}|{platform.machine()}|{with_cuda}".encode())
+    digest.update("|".join(_cpu_flags()).encode())  # built for this CPU (-march=native): a shared cache stays safe
+    return digest.hexdigest()[:16]
+
+
+def _library_path(with_cuda: bool) -> Path:
+    folder = cache_root() / f"{LIBRARY_NAME}-{_build_key(source_dir(), with_cuda)}"
+    return folder / f"{LIBRARY_NAME}.so"
+
+
+def build_library(verbose: bool = False, with_cuda: Optional[bool] = None) -> Path:
+    """Compile the ops library (or find it in the cache) and return its path. Does not load it."""
+    sources = source_dir()
+    if with_cuda is None:
+        with_cuda = cuda_build_problem() is None
+    library = _library_path(with_cuda)
+    folder = library.parent
+    if library.is_file():
+        return library
+    folder.mkdir(parents=True, exist_ok=True)
+    if shutil.which("ninja") is None and not (Path(sys.executable).parent / "ninja").is_file():
+        raise RuntimeError("the 'ninja' build tool is missing; pip install ninja")
+    from torch.utils import cpp_extension
+
+    print(f"openmm-tensornet: compiling the neighbour-list and message-passing ops for torch {torch.__version__}"
+          f"{' with CUDA' if with_cuda else ''} (once, about a minute) into {folder}", file=sys.stderr, flush=True)
+    names = CPU_SOURCES + (CUDA_SOURCES if with_cuda else ())
+    env_path = os.environ.get("PATH", "")
+    if str(Path(sys.executable).parent) not in env_path.split(os.pathsep):
+        os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env_path  # ninja from the venv
+    cpp_extension.load(
+        name=LIBRARY_NAME,
+        sources=[str(sources / name) for name in names],
+        build_directory=str(folder),
+        # -fopenmp: at::parallel_for is inlined from the headers and runs serially without it.
+        extra_cflags=["-O3", "-fopenmp"] + _cpu_flags(),
+        extra_ldflags=["-fopenmp"],
+        extra_cuda_cflags=["-O3", "--fmad=false"],
+        with_cuda=with_cuda,
+        is_python_module=False,
+        is_standalone=False,
+        verbose=verbose,
+    )
+    if not library.is_file():
+        raise RuntimeError(f"the build finished but {library} is missing")
+    return library
+
+
+def _register_fallback() -> None:
+    """Serve the op schema with the pure-torch implementation (so scripting works without a compiler)."""
+    global _fallback_library
+    from ..nn.messages import tensor_embedding_sums, tensor_messages_reference, tensor_product_reference
+    from ..nn.embedding import embedding_gate_reference
+    from ..nn.heads import invariant_readout_reference
+    from ..nn.radial import radial_mlp_reference
+    from ..nn.tensors import basis
+    from .neighbors import neighbor_search_reference, search_arguments_problem
+
+    def fallback(positions, box, batch, cutoff, max_pairs=-1, half=False, algorithm="auto"):
+        problem = search_arguments_problem(positions, box, batch, cutoff, max_pairs, algorithm)
+        if problem != "":
+            raise RuntimeError("neighbor_pairs: " + problem)
+        return neighbor_search_reference(positions, cutoff, box, batch, max_pairs, half)
+
+    def product_fallback(left, right):
+        return tensor_product_reference(left, right, basis(left.dtype, left.device).reshape(9, 9))
+
+    def vectors_fallback(positions, indices, shifts, box):
+        from .neighbors import vectors_from_shifts
+
+        vectors = vectors_from_shifts(positions, indices, shifts, box)
+        return vectors, torch.linalg.vector_norm(vectors, dim=-1)
+
+    def csr_fallback(pairs, num_atoms):
+        from ..nn.messages import pair_index_reference
+
+        index = pair_index_reference(pairs, num_atoms)
+        return index.first_ptr, index.second_order, index.second_ptr
+
+    def messages_fallback(weights, features, pairs, first_ptr, second_order, second_ptr):
+        return tensor_messages_reference(weights, features, pairs)
+
+    def embedding_fallback(radial, edge, receiver_term, sender_term, pairs, first_ptr, second_order, second_ptr):
+        return tensor_embedding_sums(radial, edge, receiver_term, sender_term, pairs)
+
+    def interaction_fallback(features, radial, loop, charge_factor, mix_in, mix_out, pairs, first_ptr, second_order,
+                             second_ptr, so3):
+        from ..nn.interaction import interaction_reference
+        from ..nn.messages import PairIndex
+
+        basis_matrix = basis(features.dtype, features.device).reshape(9, 9)
+        index = PairIndex(pairs, first_ptr, second_order, second_ptr)
+        return interaction_reference(features, radial, loop, charge_factor, mix_in, mix_out, pairs.clamp(min=0), index,
+                                     so3, basis_matrix, False)
+
+    def geometry_fallback(vectors, distances, means, betas, lower, upper, rbf_type):
+        from ..nn.radial import CosineCutoff, make_rbf
+        from ..nn.tensors import edge_components, unit_vectors
+
+        rbf_module = make_rbf(rbf_type, lower, upper, means.shape[0], False, vectors.dtype).to(vectors.device)
+        rbf_module.load_state_dict(dict(zip(rbf_module.state_dict().keys(), (means, betas.reshape(())
+                                            if rbf_type == "gauss" else betas))))
+        # The slopes are only for the compiled backward; the fallback differentiates the twins instead.
+        empty = distances.new_zeros(0)
+        edge = edge_components(unit_vectors(vectors, distances))
+        return rbf_module(distances), CosineCutoff(lower, upper)(distances), edge, empty, empty
+
+    # The compiled ops' backward-only ops (tensor_*_backward, tensor_messages_weight_grad) have no fallback: only the
+    # compiled autograd kernels call them; here autograd differentiates the twins instead.
+    # CompositeImplicitAutograd: autograd differentiates through the torch ops of the twin; the search and the CSR
+    # indices are not differentiable, so they are opaque (CompositeExplicitAutograd, with fake kernels).
+    implementations = (
+        (NEIGHBOR_PAIRS_SCHEMA, fallback, "CompositeExplicitAutograd"),
+        (PAIR_CSR_SCHEMA, csr_fallback, "CompositeExplicitAutograd"),
+        (TENSOR_MESSAGES_SCHEMA, messages_fallback, "CompositeImplicitAutograd"),
+        (TENSOR_EMBEDDING_SCHEMA, embedding_fallback, "CompositeImplicitAutograd"),
+        (TENSOR_PRODUCT_SCHEMA, product_fallback, "CompositeImplicitAutograd"),
+        (TENSOR_INTERACTION_SCHEMA, interaction_fallback, "CompositeImplicitAutograd"),
+        (PAIR_GEOMETRY_SCHEMA, geometry_fallback, "CompositeImplicitAutograd"),
+        (EMBEDDING_GATE_SCHEMA, embedding_gate_reference, "CompositeImplicitAutograd"),
+        (INVARIANT_READOUT_SCHEMA, invariant_readout_reference, "CompositeImplicitAutograd"),
+        (PAIR_VECTORS_SCHEMA, vectors_fallback, "CompositeImplicitAutograd"),
+        (RADIAL_MLP_SCHEMA, radial_mlp_reference, "CompositeImplicitAutograd"),
+    )
+    _fallback_library = torch.library.Library("openmm_tensornet", "DEF")
+    for schema, implementation, key in implementations:
+        _fallback_library.define(schema)
+        _fallback_library.impl(schema.split("(", 1)[0], implementation, key)
+
+
+def _register_search_fakes() -> None:
+    """Fake kernels of the ops whose fallback is opaque too (CompositeExplicitAutograd), needed in both modes."""
+
+    @torch.library.register_fake("openmm_tensornet::neighbor_pairs")
+    def _(positions, box, batch, cutoff, max_pairs=-1, half=False, algorithm="auto"):
+        count = max_pairs if max_pairs >= 0 else torch.library.get_ctx().new_dynamic_size()
+        device = positions.device
+        return (positions.new_empty((2, count), dtype=torch.long), positions.new_empty((count, 3), dtype=torch.int32),
+                torch.empty((), dtype=torch.long, device=device))
+
+    @torch.library.register_fake("openmm_tensornet::pair_csr")
+    def _(pairs, num_atoms):
+        return (pairs.new_empty((num_atoms + 1,)), pairs.new_empty((pairs.shape[1],)),
+                pairs.new_empty((num_atoms + 1,)))
+
+
+def _register_fakes() -> None:
+    """Shape-only ("fake") kernels of the compiled ops, so that ``torch.compile`` can trace models that call them."""
+    _register_search_fakes()
+
+    @torch.library.register_fake("openmm_tensornet::tensor_messages")
+    def _(weights, features, pairs, first_ptr, second_order, second_ptr):
+        return features.new_empty(features.shape)  # the kernels return contiguous tensors
+
+    @torch.library.register_fake("openmm_tensornet::tensor_messages_weight_grad")
+    def _(grad_messages, features, pairs):
+        return features.new_empty((pairs.shape[1], 3, features.shape[2]))
+
+    @torch.library.register_fake("openmm_tensornet::tensor_embedding")
+    def _(radial, edge, receiver_term, sender_term, pairs, first_ptr, second_order, second_ptr):
+        shape = (receiver_term.shape[0], 9, receiver_term.shape[1])
+        return radial.new_empty(shape), radial.new_empty(shape)
+
+    @torch.library.register_fake("openmm_tensornet::tensor_embedding_backward")
+    def _(grad, edge_sum, radial, edge, receiver_term, sender_term, pairs, first_ptr, second_order, second_ptr):
+        return (radial.new_empty(radial.shape), edge.new_empty(edge.shape), receiver_term.new_empty(receiver_term.shape),
+                sender_term.new_empty(sender_term.shape))
+
+    @torch.library.register_fake("openmm_tensornet::tensor_product")
+    def _(left, right):
+        return left.new_empty(left.shape)
+
+    @torch.library.register_fake("openmm_tensornet::tensor_product_backward")
+    def _(grad, left, right):
+        return left.new_empty(left.shape), right.new_empty(right.shape)
+
+    @torch.library.register_fake("openmm_tensornet::tensor_interaction")
+    def _(features, radial, loop, charge_factor, mix_in, mix_out, pairs, first_ptr, second_order, second_ptr, so3):
+        return features.new_empty(features.shape)
+
+    @torch.library.register_fake("openmm_tensornet::tensor_interaction_forward")
+    def _(features, radial, loop, charge_factor, mix_in, mix_out, pairs, first_ptr, second_order, second_ptr, so3):
+        n, _, f = features.shape
+        full, denominator = (n, 9, f), (n, 1, f)
+        return [features.new_empty(full), features.new_empty(full), features.new_empty(denominator),
+                features.new_empty(full), features.new_empty(full), features.new_empty(full),
+                features.new_empty(denominator), features.new_empty(full)]
+
+    @torch.library.register_fake("openmm_tensornet::tensor_interaction_backward")
+    def _(grad, saved, radial, loop, charge_factor, mix_in, mix_out, pairs, first_ptr, second_order, second_ptr, so3):
+        return grad.new_empty(grad.shape), radial.new_empty(radial.shape)
+
+    @torch.library.register_fake("openmm_tensornet::pair_geometry")
+    def _(vectors, distances, means, betas, lower, upper, rbf_type):
+        count, k = vectors.shape[0], means.shape[0]
+        return (vectors.new_empty((count, k)), vectors.new_empty((count,)), vectors.new_empty((count, 9)),
+                vectors.new_empty((count, k)), vectors.new_empty((count,)))
+
+    @torch.library.register_fake("openmm_tensornet::pair_geometry_backward")
+    def _(grad_rbf, grad_cutoff, grad_edge, vectors, distances, rbf_slope, cutoff_slope):
+        return vectors.new_empty(vectors.shape), distances.new_empty(distances.shape)
+
+    @torch.library.register_fake("openmm_tensornet::embedding_gate")
+    def _(sums, loop, norm_weight, norm_bias, eps, weight1, bias1, weight2, bias2, activation, mix):
+        return sums.new_empty(sums.shape)
+
+    @torch.library.register_fake("openmm_tensornet::embedding_gate_forward")
+    def _(sums, loop, norm_weight, norm_bias, eps, weight1, bias1, weight2, bias2, activation, mix):
+        n, _, f = sums.shape
+        h = weight1.shape[0]
+        full = (n, 9, f)
+        return [sums.new_empty(full), sums.new_empty(full), sums.new_empty((n, f)), sums.new_empty((n, 1)),
+                sums.new_empty((n, 1)), sums.new_empty((n, h)), sums.new_empty((n, h)), sums.new_empty((n, 3 * f)),
+                sums.new_empty((n, 3 * f)), sums.new_empty(full)]
+
+    @torch.library.register_fake("openmm_tensornet::embedding_gate_backward")
+    def _(grad, saved, norm_weight, norm_bias, weight1, weight2, mix, activation):
+        return grad.new_empty(grad.shape)
+
+    @torch.library.register_fake("openmm_tensornet::invariant_readout")
+    def _(features, norm_weight, norm_bias, eps, weight, bias, activation):
+        return features.new_empty((features.shape[0], weight.shape[0]))
+
+    @torch.library.register_fake("openmm_tensornet::invariant_readout_forward")
+    def _(features, norm_weight, norm_bias, eps, weight, bias, activation):
+        n, width = features.shape[0], 3 * features.shape[2]
+        return [features.new_empty((n, weight.shape[0])), features.new_empty((n, width)), features.new_empty((n, 1)),
+                features.new_empty((n, 1)), features.new_empty((n, weight.shape[0]))]
+
+    @torch.library.register_fake("openmm_tensornet::invariant_readout_backward")
+    def _(grad, saved, features, norm_weight, norm_bias, weight, activation):
+        return features.new_empty(features.shape)
+
+    @torch.library.register_fake("openmm_tensornet::pair_vectors")
+    def _(positions, indices, shifts, box):
+        count = indices.shape[1]
+        return positions.new_empty((count, 3)), positions.new_empty((count,))
+
+    @torch.library.register_fake("openmm_tensornet::pair_vectors_backward")
+    def _(grad_vectors, grad_distances, vectors, distances, indices, num_atoms):
+        return vectors.new_empty((num_atoms, 3))
+
+    @torch.library.register_fake("openmm_tensornet::radial_mlp")
+    def _(rbf, cutoff, weights, biases, activation):
+        return rbf.new_empty((rbf.shape[0], weights[-1].shape[0]))
+
+
+def _already_registered() -> bool:
+    try:
+        torch.ops.openmm_tensornet.neighbor_pairs.default
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+def load_ops(compile: bool = True) -> OpsStatus:
+    """Register the ops once per process (compiled if possible, fallback otherwise) and report what happened.
+
+    ``compile=False`` (what ``import openmm_tensornet`` does) only loads a library already in the cache and
+    otherwise leaves the ops unloaded, so that importing never compiles; the first model, neighbour search or
+    deserialised TorchForce then calls ``load_ops()``, which compiles (once, cached) or falls back.
+    """
+    global _status
+    if _status.reason != "not loaded yet":
+        return _status
+    if _already_registered():  # e.g. the library was loaded with torch.ops.load_library before import
+        _status = OpsStatus(compiled=True, reason="registered before openmm_tensornet was imported")
+        return _status
+    mode = os.environ.get(MODE_VARIABLE, "compiled").strip().lower()
+    if mode not in ("compiled", "reference"):
+        raise ValueError(f"{MODE_VARIABLE} must be 'compiled' or 'reference'; got {mode!r}")
+    problem = cuda_build_problem()
+    notes = [] if problem is None else [f"CUDA kernel not built: {problem}"]
+    if not compile and mode == "compiled":
+        try:
+            cached = _library_path(problem is None).is_file()
+        except (OSError, FileNotFoundError):
+            cached = False
+        if not cached:
+            return _status
+    if mode == "reference":
+        _register_fallback()
+        _register_search_fakes()
+        _status = OpsStatus(reason=f"{MODE_VARIABLE}=reference", notes=notes)
+        return _status
+    try:
+        library = build_library(with_cuda=problem is None)
+        torch.ops.load_library(str(library))
+    except Exception as error:  # noqa: BLE001 - any build failure falls back, with the reason kept
+        _register_fallback()
+        _register_search_fakes()
+        _status = OpsStatus(reason=f"{type(error).__name__}: {error}", notes=notes)
+        warnings.warn(
+            "openmm-tensornet: the compiled neighbour-list ops could not be built or loaded, so the slower pure-torch "
+            f"implementation is used. Reason: {_status.reason}. Fix: install a C++ compiler (g++) and "
+            "'pip install ninja', then run 'openmm-tensornet build-ops' to see the full build log.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return _status
+    _register_fakes()
+    _status = OpsStatus(compiled=True, cuda=problem is None, library=library, reason="compiled", notes=notes)
+    return _status
+
+
+@torch.jit.unused
+def require_ops() -> None:
+    """Load the ops if this process has not yet (eager code only; scripted code runs after a model was built)."""
+    if _status.reason == "not loaded yet":
+        load_ops()
+
+
+def ops_status() -> OpsStatus:
+    """How the ops are served in this process (see :class:`OpsStatus`)."""
+    return _status
+
+
+def require_compiled_ops() -> Path:
+    """Return the compiled library's path, or raise ``RuntimeError`` saying why it is missing and how to fix it."""
+    if not _status.compiled or _status.library is None:
+        raise RuntimeError(
+            "the compiled openmm-tensornet ops are not loaded (" + _status.reason + "); a model that uses them can "
+            "only run in this Python process. Fix: install g++ and ninja (pip install ninja), unset "
+            f"{MODE_VARIABLE}, and run 'openmm-tensornet build-ops'."
+        )
+    return _status.library

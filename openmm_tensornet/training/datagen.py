@@ -1,0 +1,337 @@
+"""``openmm-tensornet generate-data``: sample molecular configurations and label them with GFN2-xTB (tblite).
+
+Sampling, per molecule: Langevin molecular dynamics driven by GFN2-xTB itself (so no force field is needed for an
+arbitrary ligand) at ``temperature`` from the input geometry, one frame kept every ``stride`` steps, and for each
+kept frame ``perturbations`` copies with random Gaussian displacements (``displacement`` Å, scaled by 1/sqrt(mass)
+so hydrogens move more, like normal modes at a higher temperature) for off-equilibrium coverage. Every configuration
+is labelled with GFN2-xTB energy, forces and dipole (tblite). Several temperatures run one after another, each
+starting from fresh Maxwell-Boltzmann velocities. ``distortions`` adds near-dissociation and compressed geometries:
+a random covalent bond of a kept frame stretched to 1.2-1.8x or compressed to 0.75-0.9x its length (the lighter atom
+moves), so a model sees the repulsive wall and the start of bond breaking instead of extrapolating there.
+``make_dimers`` builds non-covalent pairs (molecule + water, molecule + molecule) at contact distances. Molecules run in parallel over ``workers`` processes;
+each molecule is one shard in the output directory, written atomically, so an interrupted run resumes where it
+stopped (finished shards are kept, the rest is redone).
+
+Inputs: PDB, SDF/MOL (formal charges give the total charge), XYZ, or a SMILES file (``.smi``: ``SMILES [name]`` per
+line; 3D structures from RDKit's ETKDG + MMFF).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+
+from ..io.data import DataError, Molecule, read_molecule, write_molecule
+
+BOHR = 0.529177210903  # Å
+HARTREE = 27.211386245988  # eV
+KB = 8.617333262e-5  # eV / K
+ACCELERATION = 9.64853321233e-3  # (eV / Å / amu) in Å / fs^2
+
+
+@dataclass
+class Structure:
+    name: str
+    z: np.ndarray  # [N]
+    positions: np.ndarray  # [N, 3] Å
+    charge: int = 0
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name).strip("._") or "molecule"
+
+
+def load_structures(path, charge: Optional[int] = None) -> List[Structure]:
+    """Molecules of an input file (see the module docstring); ``charge`` overrides the total charge."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input {path} does not exist.")
+    suffix = path.suffix.lower()
+    if suffix == ".pdb":
+        import openmm.app as app
+        import openmm.unit as unit
+
+        pdb = app.PDBFile(str(path))
+        atoms = list(pdb.topology.atoms())
+        missing = [a.index for a in atoms if a.element is None]
+        if missing:
+            raise DataError(f"{path}: atoms {missing[:10]} have no element; fix the element columns.")
+        z = np.array([a.element.atomic_number for a in atoms])
+        if not (z == 1).any():
+            raise DataError(f"{path}: the structure has no hydrogens; add them (e.g. with pdbfixer) first.")
+        structures = [Structure(path.stem, z, np.asarray(pdb.positions.value_in_unit(unit.angstrom)), 0)]
+    elif suffix in (".sdf", ".mol"):
+        from rdkit import Chem
+
+        structures = []
+        for index, mol in enumerate(Chem.SDMolSupplier(str(path), removeHs=False)):
+            if mol is None:
+                raise DataError(f"{path}: record {index} could not be parsed by RDKit.")
+            if not any(a.GetAtomicNum() == 1 for a in mol.GetAtoms()):
+                raise DataError(f"{path}: record {index} has no hydrogens; add explicit hydrogens with 3D "
+                                "coordinates first.")
+            name = mol.GetProp("_Name") if mol.HasProp("_Name") and mol.GetProp("_Name") else f"{path.stem}-{index}"
+            structures.append(Structure(name, np.array([a.GetAtomicNum() for a in mol.GetAtoms()]),
+                                        mol.GetConformer().GetPositions(), Chem.GetFormalCharge(mol)))
+    elif suffix == ".smi":
+        structures = [_from_smiles(line, path, number) for number, line in enumerate(path.read_text().splitlines())
+                      if line.strip() and not line.lstrip().startswith("#")]
+    elif suffix == ".xyz":
+        from ase.io import read
+
+        structures = [Structure(f"{path.stem}-{k}" if k else path.stem, a.get_atomic_numbers(), a.get_positions(),
+                                int(a.info.get("charge", 0))) for k, a in enumerate(read(str(path), index=":"))]
+    else:
+        raise DataError(f"{path}: unsupported input type '{suffix}'; use .pdb, .sdf, .mol, .xyz or .smi.")
+    if charge is not None:
+        for structure in structures:
+            structure.charge = int(charge)
+    return structures
+
+
+def _from_smiles(line: str, path: Path, number: int) -> Structure:
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    fields = line.split()
+    mol = Chem.MolFromSmiles(fields[0])
+    if mol is None:
+        raise DataError(f"{path}: line {number + 1}: RDKit cannot parse the SMILES '{fields[0]}'.")
+    mol = Chem.AddHs(mol)
+    if AllChem.EmbedMolecule(mol, randomSeed=number + 1) != 0:
+        raise DataError(f"{path}: line {number + 1}: RDKit could not make 3D coordinates for '{fields[0]}'.")
+    AllChem.MMFFOptimizeMolecule(mol)
+    name = fields[1] if len(fields) > 1 else f"{path.stem}-{number}"
+    return Structure(name, np.array([a.GetAtomicNum() for a in mol.GetAtoms()]),
+                     mol.GetConformer().GetPositions(), Chem.GetFormalCharge(mol))
+
+
+class XTB:
+    """GFN2-xTB single points in Å/eV through tblite (energy, forces, dipole)."""
+
+    def __init__(self, z: np.ndarray, positions: np.ndarray, charge: int):
+        from tblite.interface import Calculator
+
+        electrons = int(np.sum(z)) - int(charge)
+        self.calculator = Calculator("GFN2-xTB", np.asarray(z), np.asarray(positions) / BOHR, charge=float(charge),
+                                     uhf=electrons % 2)
+        self.calculator.set("verbosity", 0)
+        self.result = None
+
+    def __call__(self, positions: np.ndarray):
+        self.calculator.update(np.asarray(positions) / BOHR)
+        self.result = self.calculator.singlepoint(self.result) if self.result is not None \
+            else self.calculator.singlepoint()
+        energy = float(self.result.get("energy")) * HARTREE
+        forces = -np.asarray(self.result.get("gradient")) * HARTREE / BOHR
+        dipole = np.asarray(self.result.get("dipole")) * BOHR
+        return energy, forces, dipole
+
+
+def _temperatures(temperature: Union[float, Sequence[float]]) -> List[float]:
+    values = [float(t) for t in (temperature if isinstance(temperature, (list, tuple)) else [temperature])]
+    if not values or min(values) <= 0:
+        raise DataError(f"temperatures must be positive kelvin values, got {values}.")
+    return values
+
+
+def covalent_bonds(z: np.ndarray, positions: np.ndarray, tolerance: float = 1.2) -> np.ndarray:
+    """[B, 2] atom pairs closer than ``tolerance`` x the sum of their covalent radii (RDKit's table)."""
+    from rdkit import Chem
+
+    table = Chem.GetPeriodicTable()
+    radii = np.array([table.GetRcovalent(int(n)) for n in z])
+    distance = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
+    i, j = np.nonzero(np.triu(distance < tolerance * (radii[:, None] + radii[None]), k=1))
+    return np.stack([i, j], axis=1)
+
+
+def distort_bond(positions: np.ndarray, masses: np.ndarray, bond, factor: float) -> np.ndarray:
+    """A copy of ``positions`` with ``bond`` scaled to ``factor`` x its length by moving its lighter atom."""
+    i, j = (int(bond[0]), int(bond[1])) if masses[bond[1]] <= masses[bond[0]] else (int(bond[1]), int(bond[0]))
+    moved = positions.copy()
+    moved[j] = positions[i] + factor * (positions[j] - positions[i])
+    return moved
+
+
+def sample_and_label(structure: Structure, frames: int = 20, stride: int = 10, perturbations: int = 4,
+                     temperature: Union[float, Sequence[float]] = 500.0, displacement: float = 0.05,
+                     timestep: float = 0.5, seed: int = 0, distortions: int = 0) -> Molecule:
+    """``frames x (1 + perturbations)`` labelled configurations per temperature, plus ``distortions`` (module doc)."""
+    from openmm.app import element as elements
+
+    rng = np.random.default_rng(seed)
+    z = np.asarray(structure.z)
+    masses = np.array([elements.Element.getByAtomicNumber(int(n)).mass._value for n in z])
+    xtb = XTB(z, structure.positions, structure.charge)
+    x = np.array(structure.positions, dtype=np.float64)
+    bonds = covalent_bonds(z, x)
+    friction = 0.01  # 1/fs
+    c1 = np.exp(-friction * timestep)
+    c2 = np.sqrt(1.0 - c1 * c1)
+    records, md_frames, failures = [], [], 0
+    energy, forces, dipole = xtb(x)
+    for temperature_k in _temperatures(temperature):
+        sigma_v = np.sqrt(KB * temperature_k / masses * ACCELERATION)[:, None]  # Å/fs
+        v = rng.normal(size=x.shape) * sigma_v
+        lost, forces = _langevin(xtb, x, v, forces, masses, sigma_v, c1, c2, timestep, frames, stride,
+                                 perturbations, displacement, rng, records, md_frames)
+        failures += lost
+    for k in range(distortions if len(bonds) and md_frames else 0):
+        factor = rng.uniform(0.75, 0.9) if k % 3 == 2 else rng.uniform(1.2, 1.8)
+        moved = distort_bond(md_frames[rng.integers(len(md_frames))], masses, bonds[rng.integers(len(bonds))], factor)
+        try:
+            xtb.result = None
+            records.append((moved, *xtb(moved)))
+        except Exception:  # noqa: BLE001 - SCF failure at a distorted geometry: counted and reported
+            failures += 1
+    from importlib.metadata import version
+
+    tblite_version = version("tblite")
+
+    molecule = Molecule(
+        name=structure.name, z=z, positions=np.array([r[0] for r in records]), energy=np.array([r[1] for r in records]),
+        forces=np.array([r[2] for r in records]), charge=float(structure.charge),
+        dipole=np.array([r[3] for r in records]), method=f"GFN2-xTB (tblite {tblite_version})")
+    molecule.failures = failures  # type: ignore[attr-defined]
+    return molecule
+
+
+def _langevin(xtb, x, v, forces, masses, sigma_v, c1, c2, timestep, frames, stride, perturbations, displacement, rng,
+              records, md_frames):
+    """BAOAB Langevin MD in place on ``x``; appends kept frames (and to ``md_frames``) and their displaced copies.
+
+    Returns (configurations lost to SCF failures, forces at the final ``x``).
+    """
+    failures = 0
+    for step in range(frames * stride):
+        # BAOAB Langevin step.
+        v += 0.5 * timestep * forces / masses[:, None] * ACCELERATION
+        x += 0.5 * timestep * v
+        v = c1 * v + c2 * sigma_v * rng.normal(size=x.shape)
+        x += 0.5 * timestep * v
+        energy, forces, dipole = xtb(x)
+        v += 0.5 * timestep * forces / masses[:, None] * ACCELERATION
+        if (step + 1) % stride == 0:
+            records.append((x.copy(), energy, forces.copy(), dipole.copy()))
+            md_frames.append(x.copy())
+            scale = displacement * np.sqrt(masses.min() / masses)[:, None]
+            for _ in range(perturbations):
+                moved = x + rng.normal(size=x.shape) * scale
+                try:
+                    records.append((moved, *xtb(moved)))
+                except Exception:  # noqa: BLE001 - SCF failure at a distorted geometry: counted and reported
+                    failures += 1
+                    xtb.result = None
+            if perturbations:
+                xtb.result = None
+                xtb(x)  # the next MD step starts its SCF from the trajectory, not a distorted copy
+    return failures, forces
+
+
+WATER = Structure("water", np.array([8, 1, 1]), np.array([[0.0, 0.0, 0.0], [0.9572, 0.0, 0.0],
+                                                          [-0.2400, 0.9266, 0.0]]), 0)
+
+
+def _random_rotation(rng) -> np.ndarray:
+    q = rng.normal(size=4)
+    a, b, c, d = q / np.linalg.norm(q)
+    return np.array([[a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+                     [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
+                     [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d]])
+
+
+def place_pair(first: Structure, second: Structure, contact: float, rng) -> Structure:
+    """``first`` and a randomly rotated ``second`` whose closest atoms are ``contact`` Å apart (random direction)."""
+    a = first.positions - first.positions.mean(axis=0)
+    b = (second.positions - second.positions.mean(axis=0)) @ _random_rotation(rng).T
+    direction = rng.normal(size=3)
+    direction /= np.linalg.norm(direction)
+
+    def closest(shift: float) -> float:
+        return float(np.linalg.norm(a[:, None] - (b + shift * direction)[None], axis=-1).min())
+
+    low, high = 0.0, float(np.ptp(a, axis=0).max() + np.ptp(b, axis=0).max() + contact + 1.0)
+    for _ in range(60):  # the closest distance grows with the shift once the two are apart: bisect on it
+        middle = 0.5 * (low + high)
+        low, high = (middle, high) if closest(middle) < contact else (low, middle)
+    return Structure(f"{first.name}+{second.name}", np.concatenate([first.z, second.z]),
+                     np.concatenate([a, b + high * direction]), first.charge + second.charge)
+
+
+def make_dimers(structures: Sequence[Structure], count: int, max_atoms: int = 30, seed: int = 0,
+                contact=(1.8, 3.0)) -> List[Structure]:
+    """``count`` non-covalent pairs: even ones molecule + water, odd ones molecule + another molecule.
+
+    Partners are drawn (seeded) from the structures with at most ``max_atoms`` atoms; the closest atoms of the pair
+    are ``contact`` Å apart (uniform in the range: hydrogen-bond to van der Waals distances).
+    """
+    pool = [s for s in structures if len(s.z) <= max_atoms]
+    if count and not pool:
+        raise DataError(f"no molecule has at most {max_atoms} atoms to build dimers from; raise the limit.")
+    rng = np.random.default_rng(seed)
+    dimers = []
+    for k in range(count):
+        first = pool[rng.integers(len(pool))]
+        second = WATER if k % 2 == 0 else pool[rng.integers(len(pool))]
+        dimers.append(place_pair(first, second, rng.uniform(*contact), rng))
+    return dimers
+
+
+def _work(job):
+    structure, path, settings = job
+    start = time.time()
+    molecule = sample_and_label(structure, **settings)
+    write_molecule(molecule, path)
+    return structure.name, len(molecule), getattr(molecule, "failures", 0), time.time() - start
+
+
+def generate_data(inputs: Sequence, output, frames: int = 20, stride: int = 10, perturbations: int = 4,
+                  temperature: Union[float, Sequence[float]] = 500.0, displacement: float = 0.05,
+                  workers: Optional[int] = None, seed: int = 0, charge: Optional[int] = None, distortions: int = 0,
+                  dimers: int = 0, dimer_max_atoms: int = 30, log=print) -> List[Path]:
+    """Label every molecule of ``inputs`` (and ``dimers`` pairs of them) into ``output``. Returns the shard paths.
+
+    Shards that already exist and read back cleanly are kept (resume); the others are (re)computed.
+    """
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    _temperatures(temperature)
+    structures = [s for path in inputs for s in load_structures(path, charge)]
+    if not structures:
+        raise DataError("no molecules found in the inputs.")
+    structures += make_dimers(structures, dimers, dimer_max_atoms, seed)
+    jobs, paths, used = [], [], set()
+    for index, structure in enumerate(structures):
+        name = _safe_name(structure.name)
+        while name in used:
+            name += "_"
+        used.add(name)
+        path = output / f"{name}.npz"
+        paths.append(path)
+        if path.exists():
+            try:
+                read_molecule(path)
+                log(f"{name}: already done ({path.name}), kept")
+                continue
+            except DataError as error:
+                log(f"{name}: redoing an unreadable shard ({error})")
+        settings = dict(frames=frames, stride=stride, perturbations=perturbations, temperature=temperature,
+                        displacement=displacement, seed=seed + index, distortions=distortions)
+        jobs.append((structure, path, settings))
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
+    if jobs:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker process
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:  # (fork + OpenMP can hang)
+            for done, (name, count, failures, seconds) in enumerate(pool.map(_work, jobs), start=1):
+                note = f", {failures} distorted configurations left out (no SCF convergence)" if failures else ""
+                log(f"[{done}/{len(jobs)}] {name}: {count} configurations in {seconds:.1f} s{note}")
+    return paths
