@@ -14,7 +14,7 @@ from .ops.abi import check_torch_abi
 
 check_torch_abi()
 
-from .ops.library import load_ops, ops_status  # noqa: E402
+from .ops.library import load_ops, ops_status  # noqa: E402, F401
 
 load_ops(compile=False)  # a cached library only: importing (and so `import openmmml`) never compiles
 

@@ -14,7 +14,7 @@ import warnings
 
 MOVED = {
     "abi": "ops.abi", "ops": "ops.library", "neighbors": "ops.neighbors",
-    "tensors": "nn.tensors", "activations": "nn.activations", "radial": "nn.radial", "messages": "nn.messages",
+    "tensors": "ops.tensors", "activations": "ops.activations", "radial": "ops.radial", "messages": "ops.messages",
     "embedding": "nn.embedding", "interaction": "nn.interaction", "heads": "nn.heads",
     "charge_equilibration": "nn.charge_equilibration", "coulomb": "nn.coulomb", "dispersion": "nn.dispersion",
     "repulsion": "nn.repulsion", "model": "nn.model",

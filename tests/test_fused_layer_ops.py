@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import TOLERANCES, assert_close, random_molecule, small_model
 from test_message_ops import half_list
 
 from openmm_tensornet import ops_status
-from openmm_tensornet.nn.interaction import interaction_reference
-from openmm_tensornet.nn.messages import pair_index
-from openmm_tensornet.nn.tensors import basis
+from openmm_tensornet.ops.pairs import pair_index
+from openmm_tensornet.ops.reference import interaction_reference
+from openmm_tensornet.ops.tensors import basis
 
 pytestmark = pytest.mark.skipif(not ops_status().compiled, reason="the compiled ops are not loaded")
 
@@ -155,8 +154,8 @@ def test_frozen_model_equals_the_twin_path(implementation, group, periodic, stat
 def test_pair_geometry_op_matches_the_twins(dtype, rbf_type, lower):
     """Radial basis, cutoff and edge components of one pass against radial.py and tensors.py, with gradients; rows
     at distance 0 (self-loops), beyond the cutoff and padding rows (zero vector, distance = cutoff) included."""
-    from openmm_tensornet.nn.radial import CosineCutoff, make_rbf
-    from openmm_tensornet.nn.tensors import edge_components, unit_vectors
+    from openmm_tensornet.ops.radial import CosineCutoff, make_rbf
+    from openmm_tensornet.ops.tensors import edge_components, unit_vectors
 
     upper = 4.0
     generator = torch.Generator().manual_seed(7)
@@ -224,7 +223,7 @@ def gate_inputs(num_atoms, channels, seed, dtype=torch.float64):
 @pytest.mark.parametrize("activation", ["silu", "tanh", "sigmoid", "mish", "ssp"])
 @pytest.mark.parametrize("num_atoms, channels", [(30, 16), (1, 5), (0, 8)])
 def test_embedding_gate_op_matches_the_twin(dtype, activation, num_atoms, channels):
-    from openmm_tensornet.nn.embedding import embedding_gate_reference
+    from openmm_tensornet.ops.reference import embedding_gate_reference
 
     sums, loop, nw, nb, eps, w1, b1, w2, b2, mix = gate_inputs(num_atoms, channels, 4, dtype)
     results = []
@@ -297,7 +296,7 @@ def test_frozen_inference_constants_equal_the_unfrozen_model_and_refuse_other_at
 @pytest.mark.parametrize("activation", ["silu", "tanh", "ssp"])
 @pytest.mark.parametrize("num_atoms", [25, 1, 0])
 def test_invariant_readout_op_matches_the_twin(dtype, activation, num_atoms):
-    from openmm_tensornet.nn.heads import invariant_readout_reference
+    from openmm_tensornet.ops.reference import invariant_readout_reference
 
     generator = torch.Generator().manual_seed(6)
     f = 7
@@ -371,7 +370,7 @@ def test_pair_vectors_op_matches_the_twin(dtype, periodic):
 
 def test_layer_op_takes_weights_per_component(implementation):
     """loop [9, F] and mix [9, F, F] (freeze_for_inference's constants) give what loop [3, F] and mix [3, F, F] do."""
-    from openmm_tensornet.nn.tensors import part_rows
+    from openmm_tensornet.ops.tensors import part_rows
 
     raw, features, radial, loop, factor, mix_in, mix_out = layer_inputs(20, 6, 4, capacity=500)
     results = []

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import TOLERANCES, assert_close, random_molecule, small_model
 
 from openmm_tensornet import neighbor_pairs, ops_status
-from openmm_tensornet.nn.messages import (
-    pair_index,
-    tensor_embedding,
+from openmm_tensornet.ops.messages import tensor_embedding, tensor_messages, tensor_product
+from openmm_tensornet.ops.pairs import pair_index
+from openmm_tensornet.ops.reference import (
     tensor_embedding_reference,
-    tensor_messages,
     tensor_messages_reference,
-    tensor_product,
     tensor_product_reference,
 )
-from openmm_tensornet.nn.tensors import basis, edge_components, from_matrix, to_matrix
+from openmm_tensornet.ops.tensors import basis, edge_components, from_matrix, to_matrix
 
 compiled = pytest.mark.skipif(not ops_status().compiled, reason="the compiled ops are not loaded")
 
@@ -240,7 +237,7 @@ def test_bad_arguments_give_clear_errors():
 @compiled
 @pytest.mark.parametrize("activation", ["silu", "tanh", "sigmoid", "mish", "ssp", "none"])
 def test_radial_mlp_matches_the_twin_and_finite_differences(activation):
-    from openmm_tensornet.nn.radial import radial_mlp_reference
+    from openmm_tensornet.ops.reference import radial_mlp_reference
 
     generator = torch.Generator().manual_seed(3)
     rbf = torch.rand(30, 6, generator=generator, dtype=torch.float64)
@@ -362,7 +359,7 @@ def test_model_on_cuda_equals_cpu_with_and_without_static_shapes():
 @compiled
 @pytest.mark.parametrize("num_atoms, capacity", [(40, None), (40, 900), (1, None), (0, None), (300, None), (2, 4)])
 def test_pair_csr_op_equals_the_twin(num_atoms, capacity):
-    from openmm_tensornet.nn.messages import pair_index_reference
+    from openmm_tensornet.ops.pairs import pair_index_reference
 
     raw = half_list(num_atoms, 9, capacity)[1].indices
     shuffled = raw[:, torch.randperm(raw.shape[1], generator=torch.Generator().manual_seed(0))]

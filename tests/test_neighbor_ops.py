@@ -16,7 +16,8 @@ import torch
 import openmm_tensornet
 from openmm_tensornet import neighbor_pairs, neighbor_pairs_reference, ops_status
 from openmm_tensornet.ops.neighbors import neighbor_search_reference
-from openmm_tensornet.ops.library import NEIGHBOR_PAIRS_SCHEMA, require_compiled_ops
+from openmm_tensornet.ops.contract import declared_schemas
+from openmm_tensornet.ops.library import require_compiled_ops, source_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 CUTOFF = 1.0
@@ -69,7 +70,7 @@ def test_compiled_library_is_loaded():
     assert status.compiled, status.reason
     assert require_compiled_ops().is_file()
     schema = str(torch.ops.openmm_tensornet.neighbor_pairs.default._schema)
-    assert schema == str(torch._C.parse_schema("openmm_tensornet::" + NEIGHBOR_PAIRS_SCHEMA))
+    assert schema == str(torch._C.parse_schema("openmm_tensornet::" + declared_schemas(source_dir())["neighbor_pairs"]))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

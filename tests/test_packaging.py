@@ -148,20 +148,19 @@ def test_doctor_checks_the_installation():
 
 
 def test_every_plugin_source_ships_in_the_wheel():
-    """ops.py compiles the files it lists from openmm_tensornet/_plugin: each must be in a package with package-data
-    matching it, or an installed package falls back to the slow pure-torch ops."""
+    """The library compiles every source ``contract.plugin_sources`` finds under openmm_tensornet/_plugin: each must
+    match the package-data of that package, or an installed package falls back to the slow pure-torch ops."""
     from fnmatch import fnmatch
 
-    from openmm_tensornet.ops import library as ops
+    from openmm_tensornet.ops.contract import plugin_sources
 
     setuptools = _pyproject()["tool"]["setuptools"]
-    for source in ops.CPU_SOURCES + ops.CUDA_SOURCES + ops.HEADERS:
-        folder, name = source.rsplit("/", 1)
-        package = "openmm_tensornet._plugin." + folder.replace("/", ".")
-        assert package in setuptools["packages"], f"{package} (for {source}) is missing from [tool.setuptools] packages"
-        patterns = setuptools["package-data"].get(package, [])
-        assert any(fnmatch(name, pattern) for pattern in patterns), f"{source} matches no package-data of {package}"
-        assert (ROOT / "plugin" / source).is_file()
+    assert "openmm_tensornet._plugin" in setuptools["packages"]
+    patterns = setuptools["package-data"]["openmm_tensornet._plugin"]
+    found = plugin_sources(ROOT / "plugin")
+    assert len(found.cpu) >= 12 and len(found.cuda) >= 2 and len(found.headers) >= 8
+    for source in found.cpu + found.cuda + found.headers:
+        assert any(fnmatch(source, pattern) for pattern in patterns), f"{source} matches no package-data pattern"
 
 
 def test_importing_never_compiles_the_ops(tmp_path):

@@ -12,8 +12,8 @@ def _info() -> int:
     import torch
 
     from .. import __version__
-    from ..ops.library import load_ops
     from ..ops.abi import _installed_version
+    from ..ops.library import load_ops
 
     print(f"openmm-tensornet {__version__}")
     print(f"torch {torch.__version__}")
@@ -178,9 +178,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _free_energy(args) -> int:
+    from ..openmm.potential import TensorNetPotential
     from .free_energy_cli import sampling_options
     from .free_energy_legs import ligand_legs
-    from ..openmm.potential import TensorNetPotential
     from .simulate import SimulationError
 
     legs = args.legs.split(",") if args.legs else (["solvent", "complex"] if args.protein else ["vacuum", "solvent"])

@@ -28,8 +28,8 @@ import openmm
 import openmm.unit as unit
 
 from ..choices import parse_choice
-from .free_energy_analysis import Estimate, analyze_storage, work_estimates
 from ..openmm.interpolation import PARAMETER
+from .free_energy_analysis import Estimate, analyze_storage, work_estimates
 
 Method = Literal["mbar", "ti", "neq"]
 DEFAULT_LAMBDAS = tuple(np.linspace(0.0, 1.0, 6))

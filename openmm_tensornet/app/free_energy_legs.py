@@ -42,8 +42,8 @@ def ligand_legs(ligand, protein=None, legs: Sequence[str] = ("vacuum", "solvent"
     dict
         ``{"legs": {name: LegResult}, "cycle": {leg or "a - b": {method: Estimate}}}`` in kJ/mol.
     """
-    from .free_energy import cycle_report, interpolation_free_energy, mpi_rank
     from ..openmm.potential import TensorNetPotential
+    from .free_energy import cycle_report, interpolation_free_energy, mpi_rank
     from .simulate import prepare
 
     chosen = [parse_choice("leg", leg, Leg) for leg in legs]

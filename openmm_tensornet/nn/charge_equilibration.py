@@ -9,9 +9,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..ops.tensors import squared_norm
 from .embedding import scatter_sum
 from .heads import MLP
-from .tensors import squared_norm
 
 
 def charge_features(features: Tensor) -> Tensor:

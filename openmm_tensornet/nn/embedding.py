@@ -8,10 +8,10 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
-from .activations import apply_activation
-from .messages import PairIndex, tensor_embedding, tensor_embedding_reference
-from .radial import radial_mlp_reference
-from .tensors import expand_parts, mix_parts, part_rows, squared_norm
+from ..ops.messages import tensor_embedding
+from ..ops.pairs import PairIndex
+from ..ops.reference import embedding_gate_reference, radial_mlp_reference, tensor_embedding_reference
+from ..ops.tensors import part_rows
 
 
 def scatter_sum(values: Tensor, index: Tensor, num_atoms: int) -> Tensor:
@@ -97,7 +97,7 @@ class TensorEmbedding(nn.Module):
     ) -> Tensor:
         """``pairs [2, P]`` half list (padding rows index 0 with zero weight; ``index`` holds the raw list and its
         CSR indices), ``cutoff [P]`` the cosine cutoff of the distances, ``edge [P, 9]`` the components of the edge
-        tensors of each pair's unit vector (:func:`openmm_tensornet.nn.tensors.edge_components`), ``rbf [P, K]``, and
+        tensors of each pair's unit vector (:func:`openmm_tensornet.ops.tensors.edge_components`), ``rbf [P, K]``, and
         ``rbf_zero [1, K]``, ``cutoff_zero [1]`` at distance 0 (the self-loops); ``compiled`` selects the compiled
         ops."""
         f = self.hidden_channels
@@ -135,19 +135,3 @@ class TensorEmbedding(nn.Module):
                                         mix_weights)
 
 
-def embedding_gate_reference(
-    sums: Tensor, loop: Tensor, norm_weight: Tensor, norm_bias: Tensor, eps: float, weight1: Tensor, bias1: Tensor,
-    weight2: Tensor, bias2: Tensor, activation: str, mix: Tensor,
-) -> Tensor:
-    """The end of the embedding in plain torch, the twin of ``torch.ops.openmm_tensornet.embedding_gate``.
-
-    ``sums [N, 9, F]`` the pair sums of :func:`tensor_embedding`, ``loop [N, F]`` the self-loop's identity component,
-    then LayerNorm of the squared norms, a two-layer gate MLP (``activation`` after each layer) giving I, A and S gates,
-    and the gated channel mixing ``mix [3, F, F]``.
-    """
-    num_atoms, _, f = sums.shape
-    features = sums + torch.cat((loop.unsqueeze(1), torch.zeros_like(sums[:, 1:])), dim=1)
-    gates = nn.functional.layer_norm(squared_norm(features), [f], norm_weight, norm_bias, eps)
-    gates = apply_activation(nn.functional.linear(gates, weight1, bias1), activation)
-    gates = apply_activation(nn.functional.linear(gates, weight2, bias2), activation)
-    return mix_parts(features, mix) * expand_parts(gates.view(num_atoms, 3, f))

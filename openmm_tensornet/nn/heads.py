@@ -7,18 +7,8 @@ from typing import List
 import torch
 from torch import Tensor, nn
 
-from .activations import apply_activation, make_activation
+from ..ops.activations import make_activation
 from .embedding import scatter_sum
-from .tensors import invariant_norms
-
-
-def invariant_readout_reference(features: Tensor, norm_weight: Tensor, norm_bias: Tensor, eps: float, weight: Tensor,
-                                bias: Tensor, activation: str) -> Tensor:
-    """Per-atom scalars ``act(LayerNorm(invariant_norms(X)) W^T + b)`` from features ``[N, 9, F]``: the readout
-    before the output heads, in plain torch (the twin of ``torch.ops.openmm_tensornet.invariant_readout``)."""
-    norms = invariant_norms(features)
-    normed = nn.functional.layer_norm(norms, [norms.shape[1]], norm_weight, norm_bias, eps)
-    return apply_activation(nn.functional.linear(normed, weight, bias), activation)
 
 
 class MLP(nn.Module):

@@ -7,13 +7,13 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .messages import PairIndex, pair_index, tensor_messages, tensor_messages_reference, tensor_product, tensor_product_reference
-from .radial import radial_mlp_reference
-from .tensors import basis, expand_parts, mix_parts, part_rows, squared_norm
+from ..ops.pairs import PairIndex, pair_index
+from ..ops.reference import interaction_reference, radial_mlp_reference
+from ..ops.tensors import basis, part_rows
 
 
 class Interaction(nn.Module):
-    """One interaction layer on ``X [N, 9, F]`` (irreducible components, see :mod:`openmm_tensornet.nn.tensors`).
+    """One interaction layer on ``X [N, 9, F]`` (irreducible components, see :mod:`openmm_tensornet.ops.tensors`).
 
     ``X <- X / (|X|^2 + 1)``; ``Y = mix(I) + mix(A) + mix(S)``; messages ``M_i = sum_j f_ij * (I_j, A_j, S_j)`` with
     radial weights ``f`` (an MLP of the radial basis times the cosine cutoff, separately for the I, A and S parts;
@@ -153,44 +153,3 @@ class Interaction(nn.Module):
         return out[:num_atoms]
 
 
-def interaction_reference(
-    features: Tensor, radial: Tensor, loop: Tensor, charge_factor: Tensor, mix_in: Tensor, mix_out: Tensor,
-    pairs: Tensor, index: PairIndex, so3: bool, basis_matrix: Tensor, compiled: bool,
-    reverse_radial: Optional[Tensor] = None,
-) -> Tensor:
-    """One interaction layer in plain torch, the twin of ``torch.ops.openmm_tensornet.tensor_interaction``.
-
-    ``features [N, 9, F]``, ``radial [P, 3, F]`` pair weights (padding rows zero), ``loop [3, F]`` the self-loop's
-    weights, ``charge_factor [N]`` ``1 + 0.1 q``, ``mix_in`` and ``mix_out`` ``[3, F, F]`` the I, A, S mixing
-    matrices (``loop``, ``mix_in`` and ``mix_out`` may also be given per component: ``[9, F]``, ``[9, F, F]``),
-    ``pairs [2, P]`` the half list (padding rows index 0) and ``index`` its raw form with CSR indices. ``compiled``
-    uses the compiled message and product ops, which give first derivatives only; otherwise everything is twice
-    differentiable. ``reverse_radial [P, 3, F]``: the weights of the messages to each pair's second atom where they
-    differ by direction; ``loop`` is then per atom, ``[N, 3, F]``.
-    """
-    features = features / (squared_norm(features) + 1.0).unsqueeze(1)
-    mixed = mix_parts(features, mix_in)
-    if reverse_radial is not None:
-        message = tensor_messages_reference(radial, mixed, pairs, reverse_radial) + expand_parts(loop) * mixed
-    else:
-        if compiled:
-            message = tensor_messages(radial, mixed, index)
-        else:
-            message = tensor_messages_reference(radial, mixed, pairs)
-        message = message + part_rows(loop).unsqueeze(0) * mixed
-
-    factor = charge_factor[:, None, None]
-    if so3:
-        product = 2.0 * _product(mixed, message, basis_matrix, compiled)
-    else:
-        product = factor * (_product(message, mixed, basis_matrix, compiled)
-                            + _product(mixed, message, basis_matrix, compiled))
-    product = product / (squared_norm(product) + 1.0).unsqueeze(1)
-    update = mix_parts(product, mix_out)
-    return features + update + factor * _product(update, update, basis_matrix, compiled)
-
-
-def _product(left: Tensor, right: Tensor, basis_matrix: Tensor, compiled: bool) -> Tensor:
-    if compiled:
-        return tensor_product(left, right)
-    return tensor_product_reference(left, right, basis_matrix)

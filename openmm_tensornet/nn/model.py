@@ -7,20 +7,30 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..choices import Activation, EnergyUnit, EquivarianceGroup, LengthUnit, RBFType, dtype_name, parse_choice, parse_dtype
+from ..choices import (
+    Activation,
+    EnergyUnit,
+    EquivarianceGroup,
+    LengthUnit,
+    RBFType,
+    dtype_name,
+    parse_choice,
+    parse_dtype,
+)
 from ..elements import ELEMENTS
+from ..ops.library import require_ops
+from ..ops.neighbors import box_problem, neighbor_pairs, nonfinite_positions_problem
+from ..ops.pairs import pair_index
+from ..ops.radial import CosineCutoff, make_rbf
+from ..ops.reference import invariant_readout_reference
+from ..ops.tensors import basis, edge_components, skew_vector, symmetric_matrix, unit_vectors
 from .charge_equilibration import ChargePredictor
 from .coulomb import PredictedChargeCoulomb
 from .dispersion import D2Prior
 from .embedding import TensorEmbedding, scatter_sum
-from .heads import MLP, DipoleHead, PolarizabilityHead, invariant_readout_reference
+from .heads import MLP, DipoleHead, PolarizabilityHead
 from .interaction import Interaction
-from ..ops.neighbors import box_problem, neighbor_pairs, nonfinite_positions_problem
-from ..ops.library import require_ops
-from .messages import pair_index
-from .radial import CosineCutoff, make_rbf
 from .repulsion import ZBLPrior, ZBLRepulsion
-from .tensors import basis, edge_components, skew_vector, symmetric_matrix, unit_vectors
 
 
 class TensorNetOutput(NamedTuple):

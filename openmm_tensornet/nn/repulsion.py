@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..ops.neighbors import neighbor_pairs
-from .radial import CosineCutoff
+from ..ops.radial import CosineCutoff
 
 BOHR_ANGSTROM = 0.529177210903  # Bohr radius (Å), CODATA 2018
 ANGSTROM_TO_BOHR = 1.8897261258369282  # as torchmd-net's RepulsionZBL takes it

@@ -26,7 +26,6 @@ from ..nn.model import TensorNet
 from ..ops.neighbors import minimum_image
 from ..units import energy_to_kj_per_mol, nm_to_length
 
-
 _reloaded_plugins: Set[str] = set()
 
 

@@ -35,8 +35,8 @@ class TensorNetPotentialImpl(MLPotentialImpl):
     def __init__(self, name: str, modelPath: Optional[str], energyUnit: Optional[str], lengthUnit: Optional[str],
                  lengthScale: Optional[float] = None, energyScale: Optional[float] = None,
                  remove_ref_energy: Optional[bool] = None):
-        from .potential import TensorNetPotential
         from ..units import units_from_scales
+        from .potential import TensorNetPotential
 
         length_from_scale, energy_from_scale = units_from_scales(lengthScale, energyScale)
         self.load_options = dict(energy_unit=energyUnit or energy_from_scale,

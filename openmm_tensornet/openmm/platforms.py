@@ -55,9 +55,9 @@ def probe_torch_force(name: str, precision: Optional[str] = None) -> Probe:
     import openmm.unit as unit
     import torch
 
-    from .export import create_torch_force
     from ..nn.model import TensorNet
     from ..units import KJ_PER_MOL
+    from .export import create_torch_force
 
     torch.manual_seed(0)
     model = TensorNet(hidden_channels=8, num_layers=1, num_rbf=4, cutoff_upper=4.0, max_z=10, dtype="float32")

@@ -12,9 +12,9 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 
+from ..nn.model import TensorNet
 from .export import create_torch_force
 from .interpolation import PARAMETER, subtraction_forces
-from ..nn.model import TensorNet
 from .region_charges import predicted_charges, set_region_charges
 
 # Bonded forces whose terms inside the ML region are switched off (their energy is the ML model's job now).

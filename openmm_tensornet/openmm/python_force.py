@@ -18,8 +18,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .export import TorchForceModule, force_module
 from ..nn.model import TensorNet
+from .export import TorchForceModule, force_module
 
 
 class TensorNetComputation:

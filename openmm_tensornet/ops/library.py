@@ -31,82 +31,15 @@ from typing import List, Optional
 
 import torch
 
+from .contract import NAMESPACE, plugin_sources, twin_schemas
+
 LIBRARY_NAME = "openmm_tensornet_ops"
 CACHE_VARIABLE = "OPENMM_TENSORNET_CACHE"
 MODE_VARIABLE = "OPENMM_TENSORNET_OPS"
 CUDA_VARIABLE = "OPENMM_TENSORNET_BUILD_CUDA"
 
-# Must equal the schema in plugin/neighbors/neighbors.cpp (tests/test_neighbor_ops.py checks it).
-NEIGHBOR_PAIRS_SCHEMA = (
-    "neighbor_pairs(Tensor positions, Tensor? box, Tensor? batch, float cutoff, int max_pairs=-1, "
-    "bool half=False, str algorithm='auto') -> (Tensor indices, Tensor shifts, Tensor num_pairs)"
-)
-
-# Must equal the schemas in plugin/messages/messages.cpp.
-TENSOR_MESSAGES_SCHEMA = (
-    "tensor_messages(Tensor weights, Tensor features, Tensor pairs, Tensor first_ptr, Tensor second_order, "
-    "Tensor second_ptr) -> Tensor"
-)
-TENSOR_MESSAGES_WEIGHT_GRAD_SCHEMA = (
-    "tensor_messages_weight_grad(Tensor grad_messages, Tensor features, Tensor pairs) -> Tensor"
-)
-
-TENSOR_EMBEDDING_SCHEMA = (
-    "tensor_embedding(Tensor radial, Tensor edge, Tensor receiver_term, Tensor sender_term, Tensor pairs, "
-    "Tensor first_ptr, Tensor second_order, Tensor second_ptr) -> (Tensor features, Tensor edge_sum)"
-)
-TENSOR_EMBEDDING_BACKWARD_SCHEMA = (
-    "tensor_embedding_backward(Tensor grad_features, Tensor edge_sum, Tensor radial, Tensor edge, "
-    "Tensor receiver_term, Tensor sender_term, Tensor pairs, Tensor first_ptr, Tensor second_order, "
-    "Tensor second_ptr) -> (Tensor grad_radial, Tensor grad_edge, Tensor grad_receiver_term, "
-    "Tensor grad_sender_term)"
-)
-
-TENSOR_PRODUCT_SCHEMA = "tensor_product(Tensor left, Tensor right) -> Tensor"
-PAIR_CSR_SCHEMA = "pair_csr(Tensor pairs, int num_atoms) -> (Tensor first_ptr, Tensor second_order, Tensor second_ptr)"
-TENSOR_PRODUCT_BACKWARD_SCHEMA = (
-    "tensor_product_backward(Tensor grad, Tensor left, Tensor right) -> (Tensor grad_left, Tensor grad_right)"
-)
-
-RADIAL_MLP_SCHEMA = (
-    "radial_mlp(Tensor rbf, Tensor cutoff, Tensor[] weights, Tensor[] biases, str activation) -> Tensor"
-)
-
-# Must equal the schema in plugin/interaction/interaction.cpp.
-TENSOR_INTERACTION_SCHEMA = (
-    "tensor_interaction(Tensor features, Tensor radial, Tensor loop, Tensor charge_factor, Tensor mix_in, "
-    "Tensor mix_out, Tensor pairs, Tensor first_ptr, Tensor second_order, Tensor second_ptr, bool so3) -> Tensor"
-)
-
-# Must equal the schema in plugin/geometry/geometry.cpp.
-PAIR_GEOMETRY_SCHEMA = (
-    "pair_geometry(Tensor vectors, Tensor distances, Tensor means, Tensor betas, float lower, float upper, "
-    "str rbf_type) -> (Tensor rbf, Tensor cutoff, Tensor edge, Tensor rbf_slope, Tensor cutoff_slope)"
-)
-
-# Must equal the schema in plugin/embedding/embedding.cpp.
-EMBEDDING_GATE_SCHEMA = (
-    "embedding_gate(Tensor sums, Tensor loop, Tensor norm_weight, Tensor norm_bias, float eps, Tensor weight1, "
-    "Tensor bias1, Tensor weight2, Tensor bias2, str activation, Tensor mix) -> Tensor"
-)
-
-# Must equal the schema in plugin/readout/readout.cpp.
-INVARIANT_READOUT_SCHEMA = (
-    "invariant_readout(Tensor features, Tensor norm_weight, Tensor norm_bias, float eps, Tensor weight, "
-    "Tensor bias, str activation) -> Tensor"
-)
-
-PAIR_VECTORS_SCHEMA = (
-    "pair_vectors(Tensor positions, Tensor indices, Tensor shifts, Tensor? box) -> (Tensor vectors, Tensor distances)"
-)
-
-CPU_SOURCES = ("neighbors/neighbors.cpp", "neighbors/neighbors_cpu.cpp", "common/checks.cpp", "common/cell_grid.cpp",
-               "messages/messages.cpp", "messages/messages_cpu.cpp", "radial/radial.cpp",
-               "interaction/interaction.cpp", "interaction/interaction_cpu.cpp", "geometry/geometry.cpp",
-               "embedding/embedding.cpp", "readout/readout.cpp")
-CUDA_SOURCES = ("neighbors/neighbors_cuda.cu", "messages/messages_cuda.cu")
-HEADERS = ("common/pair_search.h", "common/checks.h", "common/cell_grid.h", "messages/messages.h",
-           "messages/tensor_algebra.h", "interaction/interaction.h", "common/activations.h", "common/parts.h")
+# Any file of the plugin: where the C++ sources are (the rest is found by ``contract.plugin_sources``).
+_ANCHOR = "neighbors/neighbors.cpp"
 
 
 @dataclass
@@ -128,7 +61,7 @@ def source_dir() -> Path:
     """The C++/CUDA sources: ``openmm_tensornet/_plugin`` in an installed wheel, ``plugin/`` in a checkout."""
     here = Path(__file__).resolve().parent.parent  # the package folder
     for candidate in (here / "_plugin", here.parent / "plugin"):
-        if (candidate / CPU_SOURCES[0]).is_file():
+        if (candidate / _ANCHOR).is_file():
             return candidate
     raise FileNotFoundError(
         "the C++ sources of the compiled ops were not found next to the package (looked in "
@@ -198,7 +131,8 @@ def _cpu_flags() -> List[str]:
 
 def _build_key(sources: Path, with_cuda: bool) -> str:
     digest = hashlib.sha256()
-    names = CPU_SOURCES + HEADERS + (CUDA_SOURCES if with_cuda else ())
+    found = plugin_sources(sources)
+    names = found.cpu + found.headers + (found.cuda if with_cuda else ())
     for name in names:
         digest.update(name.encode())
         digest.update((sources / name).read_bytes())
@@ -228,7 +162,8 @@ def build_library(verbose: bool = False, with_cuda: Optional[bool] = None) -> Pa
 
     print(f"openmm-tensornet: compiling the neighbour-list and message-passing ops for torch {torch.__version__}"
           f"{' with CUDA' if with_cuda else ''} (once, about a minute) into {folder}", file=sys.stderr, flush=True)
-    names = CPU_SOURCES + (CUDA_SOURCES if with_cuda else ())
+    found = plugin_sources(sources)
+    names = found.cpu + (found.cuda if with_cuda else ())
     env_path = os.environ.get("PATH", "")
     if str(Path(sys.executable).parent) not in env_path.split(os.pathsep):
         os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env_path  # ninja from the venv
@@ -251,85 +186,22 @@ def build_library(verbose: bool = False, with_cuda: Optional[bool] = None) -> Pa
 
 
 def _register_fallback() -> None:
-    """Serve the op schema with the pure-torch implementation (so scripting works without a compiler)."""
+    """Serve every op's schema with its pure-torch twin (``reference.<op>``), so scripting works without a compiler.
+
+    CompositeImplicitAutograd: autograd differentiates through the torch ops of the twin. The search and the CSR
+    indices are not differentiable, so they are opaque (CompositeExplicitAutograd, with fake kernels). The backward-
+    only ops (``*_backward``, ``tensor_messages_weight_grad``) have no twin: only the compiled autograd kernels call
+    them.
+    """
     global _fallback_library
-    from ..nn.messages import tensor_embedding_sums, tensor_messages_reference, tensor_product_reference
-    from ..nn.embedding import embedding_gate_reference
-    from ..nn.heads import invariant_readout_reference
-    from ..nn.radial import radial_mlp_reference
-    from ..nn.tensors import basis
-    from .neighbors import neighbor_search_reference, search_arguments_problem
+    from . import reference
 
-    def fallback(positions, box, batch, cutoff, max_pairs=-1, half=False, algorithm="auto"):
-        problem = search_arguments_problem(positions, box, batch, cutoff, max_pairs, algorithm)
-        if problem != "":
-            raise RuntimeError("neighbor_pairs: " + problem)
-        return neighbor_search_reference(positions, cutoff, box, batch, max_pairs, half)
-
-    def product_fallback(left, right):
-        return tensor_product_reference(left, right, basis(left.dtype, left.device).reshape(9, 9))
-
-    def vectors_fallback(positions, indices, shifts, box):
-        from .neighbors import vectors_from_shifts
-
-        vectors = vectors_from_shifts(positions, indices, shifts, box)
-        return vectors, torch.linalg.vector_norm(vectors, dim=-1)
-
-    def csr_fallback(pairs, num_atoms):
-        from ..nn.messages import pair_index_reference
-
-        index = pair_index_reference(pairs, num_atoms)
-        return index.first_ptr, index.second_order, index.second_ptr
-
-    def messages_fallback(weights, features, pairs, first_ptr, second_order, second_ptr):
-        return tensor_messages_reference(weights, features, pairs)
-
-    def embedding_fallback(radial, edge, receiver_term, sender_term, pairs, first_ptr, second_order, second_ptr):
-        return tensor_embedding_sums(radial, edge, receiver_term, sender_term, pairs)
-
-    def interaction_fallback(features, radial, loop, charge_factor, mix_in, mix_out, pairs, first_ptr, second_order,
-                             second_ptr, so3):
-        from ..nn.interaction import interaction_reference
-        from ..nn.messages import PairIndex
-
-        basis_matrix = basis(features.dtype, features.device).reshape(9, 9)
-        index = PairIndex(pairs, first_ptr, second_order, second_ptr)
-        return interaction_reference(features, radial, loop, charge_factor, mix_in, mix_out, pairs.clamp(min=0), index,
-                                     so3, basis_matrix, False)
-
-    def geometry_fallback(vectors, distances, means, betas, lower, upper, rbf_type):
-        from ..nn.radial import CosineCutoff, make_rbf
-        from ..nn.tensors import edge_components, unit_vectors
-
-        rbf_module = make_rbf(rbf_type, lower, upper, means.shape[0], False, vectors.dtype).to(vectors.device)
-        rbf_module.load_state_dict(dict(zip(rbf_module.state_dict().keys(), (means, betas.reshape(())
-                                            if rbf_type == "gauss" else betas))))
-        # The slopes are only for the compiled backward; the fallback differentiates the twins instead.
-        empty = distances.new_zeros(0)
-        edge = edge_components(unit_vectors(vectors, distances))
-        return rbf_module(distances), CosineCutoff(lower, upper)(distances), edge, empty, empty
-
-    # The compiled ops' backward-only ops (tensor_*_backward, tensor_messages_weight_grad) have no fallback: only the
-    # compiled autograd kernels call them; here autograd differentiates the twins instead.
-    # CompositeImplicitAutograd: autograd differentiates through the torch ops of the twin; the search and the CSR
-    # indices are not differentiable, so they are opaque (CompositeExplicitAutograd, with fake kernels).
-    implementations = (
-        (NEIGHBOR_PAIRS_SCHEMA, fallback, "CompositeExplicitAutograd"),
-        (PAIR_CSR_SCHEMA, csr_fallback, "CompositeExplicitAutograd"),
-        (TENSOR_MESSAGES_SCHEMA, messages_fallback, "CompositeImplicitAutograd"),
-        (TENSOR_EMBEDDING_SCHEMA, embedding_fallback, "CompositeImplicitAutograd"),
-        (TENSOR_PRODUCT_SCHEMA, product_fallback, "CompositeImplicitAutograd"),
-        (TENSOR_INTERACTION_SCHEMA, interaction_fallback, "CompositeImplicitAutograd"),
-        (PAIR_GEOMETRY_SCHEMA, geometry_fallback, "CompositeImplicitAutograd"),
-        (EMBEDDING_GATE_SCHEMA, embedding_gate_reference, "CompositeImplicitAutograd"),
-        (INVARIANT_READOUT_SCHEMA, invariant_readout_reference, "CompositeImplicitAutograd"),
-        (PAIR_VECTORS_SCHEMA, vectors_fallback, "CompositeImplicitAutograd"),
-        (RADIAL_MLP_SCHEMA, radial_mlp_reference, "CompositeImplicitAutograd"),
-    )
-    _fallback_library = torch.library.Library("openmm_tensornet", "DEF")
-    for schema, implementation, key in implementations:
+    opaque = {"neighbor_pairs", "pair_csr"}
+    _fallback_library = torch.library.Library(NAMESPACE, "DEF")
+    for name, schema in twin_schemas(source_dir()).items():
         _fallback_library.define(schema)
-        _fallback_library.impl(schema.split("(", 1)[0], implementation, key)
+        _fallback_library.impl(name, getattr(reference, name),
+                               "CompositeExplicitAutograd" if name in opaque else "CompositeImplicitAutograd")
 
 
 def _register_search_fakes() -> None:

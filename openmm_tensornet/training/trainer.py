@@ -33,8 +33,8 @@ import torch
 
 from ..io.checkpoint import save_model
 from ..io.data import Molecule, read_dataset, split_by_molecule
-from .distributed import World, resolve_device, world_from_environment
 from ..nn.model import TensorNet
+from .distributed import World, resolve_device, world_from_environment
 
 TRAINING_STATE_VERSION = 1
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor, nn
-
-from .activations import apply_activation
 
 
 class CosineCutoff(nn.Module):
@@ -91,20 +89,6 @@ class GaussianRBF(nn.Module):
     def forward(self, distances: Tensor) -> Tensor:
         d = distances.unsqueeze(-1) - self.offsets
         return torch.exp(self.coeff * d * d)
-
-
-def radial_mlp_reference(rbf: Tensor, cutoff: Tensor, weights: List[Tensor], biases: List[Tensor],
-                         activation: str) -> Tensor:
-    """The pure-torch twin of ``torch.ops.openmm_tensornet.radial_mlp``: an MLP of ``rbf [P, K]`` times ``cutoff``.
-
-    Every layer is ``act(h W^T + b)`` (``activation`` "none": no activation).
-    """
-    hidden = rbf
-    for weight, bias in zip(weights, biases):
-        hidden = nn.functional.linear(hidden, weight, bias)
-        if activation != "none":
-            hidden = apply_activation(hidden, activation)
-    return hidden * cutoff.unsqueeze(1)
 
 
 def make_rbf(
