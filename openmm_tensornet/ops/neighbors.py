@@ -50,7 +50,7 @@ def box_problem(box: Tensor, cutoff: float) -> str:
         return ("box must be in OpenMM's reduced triclinic form (a_y = a_z = b_z = 0); got a = "
                 + str(first) + ", b = " + str(second)
                 + ". Use the box vectors that OpenMM reports (State.getPeriodicBoxVectors).")
-    slack = 1.0 + 1e-5  # the same relative tolerance as the compiled op (plugin/common/checks.cpp)
+    slack = 1.0 + 1e-5  # the same relative tolerance as the compiled op (plugin/neighbors/checks.cpp)
     tilts = torch.stack((box[1, 0].abs() / box[0, 0], box[2, 0].abs() / box[0, 0], box[2, 1].abs() / box[1, 1]))
     if bool((2.0 * tilts > slack).any()):
         return ("box must be in OpenMM's reduced triclinic form (|b_x|, |c_x| <= a_x / 2 and |c_y| <= b_y / 2); got "
@@ -103,7 +103,7 @@ def check_positions(positions: Tensor, cutoff: float) -> None:
 
 def search_arguments_problem(positions: Tensor, box: Optional[Tensor], batch: Optional[Tensor], cutoff: float,
                              max_pairs: int, algorithm: str) -> str:
-    """What the compiled ``neighbor_pairs`` op would refuse (plugin/common/checks.cpp), or ``""``: the same checks
+    """What the compiled ``neighbor_pairs`` op would refuse (plugin/neighbors/checks.cpp), or ``""``: the same checks
     for the pure-torch fallback, so a caller without the Python wrapper gets the same clear errors."""
     problem = _shape_problem(positions, cutoff)
     if problem != "":

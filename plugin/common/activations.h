@@ -1,4 +1,4 @@
-// Activations by name (openmm_tensornet/nn/activations.py) and their derivatives, as ATen calls (any device).
+// Activations by name (openmm_tensornet/ops/activations.py) and their derivatives, as ATen calls (any device).
 #pragma once
 
 #include <ATen/ATen.h>

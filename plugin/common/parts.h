@@ -1,4 +1,4 @@
-// The irreducible parts (I: component 0, A: 1-3, S: 4-8) of the 9-component layout of openmm_tensornet/nn/tensors.py,
+// The irreducible parts (I: component 0, A: 1-3, S: 4-8) of the 9-component layout (basis.h),
 // as ATen calls (any device; no host data, so they can be captured in CUDA graphs).
 #pragma once
 
@@ -6,10 +6,10 @@
 
 #include <vector>
 
+#include "basis.h"
+
 namespace openmm_tensornet {
 
-constexpr int64_t kPartFirst[3] = {0, 1, 4};
-constexpr int64_t kPartSize[3] = {1, 3, 5};
 
 // [..., 3, ...] per-part values along ``dim`` -> contiguous [..., 9, ...] per-component values.
 inline at::Tensor expand_parts(const at::Tensor& parts, int64_t dim) {
@@ -18,8 +18,8 @@ inline at::Tensor expand_parts(const at::Tensor& parts, int64_t dim) {
     at::Tensor out = at::empty(shape, parts.options());
     for (int64_t part = 0; part < 3; ++part) {
         std::vector<int64_t> block = shape;
-        block[dim] = kPartSize[part];
-        out.narrow(dim, kPartFirst[part], kPartSize[part]).copy_(parts.narrow(dim, part, 1).expand(block));
+        block[dim] = part_size(part);
+        out.narrow(dim, part_first(part), part_size(part)).copy_(parts.narrow(dim, part, 1).expand(block));
     }
     return out;
 }
@@ -34,7 +34,7 @@ inline at::Tensor component_rows(const at::Tensor& rows) {
 inline at::Tensor sum_parts(const at::Tensor& components) {
     std::vector<at::Tensor> sums;
     for (int64_t part = 0; part < 3; ++part)
-        sums.push_back(components.narrow(1, kPartFirst[part], kPartSize[part]).sum(1));
+        sums.push_back(components.narrow(1, part_first(part), part_size(part)).sum(1));
     return at::stack(sums, 1);
 }
 

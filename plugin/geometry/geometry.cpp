@@ -3,14 +3,14 @@
 // pair_geometry(vectors [P, 3], distances [P], means [K], betas [K], float lower, float upper, str rbf_type)
 //     -> (rbf [P, K], cutoff [P], edge [P, 9], rbf_slope [P, K], cutoff_slope [P])
 //
-// With d the distance and u = vectors / d (u = 0 where d = 0), exactly as openmm_tensornet/nn/radial.py and
-// openmm_tensornet/nn/tensors.py compute them (the twins):
+// With d the distance and u = vectors / d (u = 0 where d = 0), exactly as openmm_tensornet/ops/radial.py and
+// openmm_tensornet/ops/tensors.py compute them (the twins):
 //   rbf_type "expnorm": rbf_k = env(d) exp(-betas_k (exp(alpha (lower - d)) - means_k)^2), alpha = 5 / (upper - lower),
 //                       env(d) = (cos(pi d / upper) + 1) / 2 for d < upper, else 0;
 //   rbf_type "gauss":   rbf_k = exp(betas_0 (d - means_k)^2) (means: the offsets, betas: [1] the coefficient);
 //   cutoff: (cos(pi d / upper) + 1) / 2 for d < upper when lower = 0; with lower > 0,
 //           (cos(pi (2 (d - lower) / (upper - lower) + 1)) + 1) / 2 for lower < d < upper; 0 elsewhere;
-//   edge:   the 9 irreducible components of Id, [u]_x and u u^T - Id / 3 (openmm_tensornet.nn.tensors.edge_components).
+//   edge:   the 9 irreducible components of Id, [u]_x and u u^T - Id / 3 (openmm_tensornet.ops.tensors.edge_components).
 //
 // rbf_slope and cutoff_slope are d rbf / d d and d cutoff / d d (not differentiable; the backward uses them).
 // First derivatives with respect to vectors and distances (forces); the basis parameters must not require
@@ -23,6 +23,8 @@
 
 #include <cmath>
 #include <string>
+
+#include "../common/basis.h"
 
 namespace openmm_tensornet {
 
@@ -123,29 +125,26 @@ inline T dot(const T* a, const T* b, int64_t n) {
     return sum;
 }
 
+// The edge tensors Id, [u]_x and u u^T - |u|^2 Id / 3 are the I, A and S parts of their sum, so the components of
+// that one matrix (basis.h) are the 9 edge components; u = 0 (a self-loop) gives Id only.
 template <typename T>
 inline void edge_of(const T* u, T* edge) {
-    const T r2 = T(1.41421356237309504880), r3 = T(1.73205080756887729353), r6 = T(2.44948974278317809820);
     const T x = u[0], y = u[1], z = u[2];
-    edge[0] = r3;
-    edge[1] = r2 * x;
-    edge[2] = r2 * y;
-    edge[3] = r2 * z;
-    edge[4] = r2 * x * y;
-    edge[5] = r2 * x * z;
-    edge[6] = r2 * y * z;
-    edge[7] = (x * x - y * y) / r2;
-    edge[8] = (x * x + y * y - 2 * z * z) / r6;
+    const T diagonal = T(1) - (x * x + y * y + z * z) / T(3);
+    const T m[9] = {diagonal + x * x, x * y - z, x * z + y,
+                    x * y + z, diagonal + y * y, y * z - x,
+                    x * z - y, y * z + x, diagonal + z * z};
+    matrix_to_components(m, edge);
 }
 
-// d edge / d u contracted with the edge gradient g[9].
+// d edge / d u contracted with the edge gradient g[9] (the derivative of edge_of's components for a unit u).
 template <typename T>
 inline void edge_backward(const T* u, const T* g, T* gu) {
-    const T r2 = T(1.41421356237309504880), r6 = T(2.44948974278317809820);
+    const T s2 = 2 * InvSqrt<T>::r2, i6 = InvSqrt<T>::r6;  // sqrt(2), 1 / sqrt(6)
     const T x = u[0], y = u[1], z = u[2];
-    gu[0] = r2 * (g[1] + y * g[4] + z * g[5] + x * g[7]) + 2 * x / r6 * g[8];
-    gu[1] = r2 * (g[2] + x * g[4] + z * g[6] - y * g[7]) + 2 * y / r6 * g[8];
-    gu[2] = r2 * (g[3] + x * g[5] + y * g[6]) - 4 * z / r6 * g[8];
+    gu[0] = s2 * (g[1] + y * g[4] + z * g[5] + x * g[7]) + 2 * x * i6 * g[8];
+    gu[1] = s2 * (g[2] + x * g[4] + z * g[6] - y * g[7]) + 2 * y * i6 * g[8];
+    gu[2] = s2 * (g[3] + x * g[5] + y * g[6]) - 4 * z * i6 * g[8];
 }
 
 // {rbf, cutoff, edge, d rbf / d d, d cutoff / d d}

@@ -5,7 +5,7 @@
 //                    bool so3) -> [N, 9, F]
 // (loop, mix_in and mix_out may also be given per component, [9, F] and [9, F, F]: component k takes part(k).)
 //
-// With X the features in the irreducible layout of openmm_tensornet/nn/tensors.py, c the charge factor per atom,
+// With X the features in the irreducible layout of openmm_tensornet/ops/tensors.py, c the charge factor per atom,
 // mix(T, W) the channel mixing of the I, A and S parts with W[0], W[1], W[2] (T[:, k] @ W[part(k)]^T), msg the op
 // tensor_messages over the half list, and x the channel-wise matrix product (tensor_product):
 //

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "../common/basis.h"
 #include "interaction.h"
 
 namespace openmm_tensornet {
@@ -26,38 +27,17 @@ inline void load(const T* source, int64_t channels, int w, Block<T>& values) {
         for (int x = 0; x < w; ++x) values[k][x] = source[k * channels + x];
 }
 
-// Components -> row-major matrix entries (the map of tensor_algebra.h, block-wise).
+// Components -> row-major matrix entries and back (basis.h), block-wise: channel x of every entry.
 template <typename T>
 inline void to_matrix(const Block<T>& c, Block<T>& m, int w) {
-    const T r2 = T(0.70710678118654752440), r3 = T(0.57735026918962576451), r6 = T(0.40824829046386301637);
-    for (int x = 0; x < w; ++x) {
-        const T iso = c[0][x] * r3;
-        m[0][x] = iso + c[7][x] * r2 + c[8][x] * r6;
-        m[4][x] = iso - c[7][x] * r2 + c[8][x] * r6;
-        m[8][x] = iso - 2 * c[8][x] * r6;
-        m[1][x] = (c[4][x] - c[3][x]) * r2;
-        m[3][x] = (c[4][x] + c[3][x]) * r2;
-        m[2][x] = (c[5][x] + c[2][x]) * r2;
-        m[6][x] = (c[5][x] - c[2][x]) * r2;
-        m[5][x] = (c[6][x] - c[1][x]) * r2;
-        m[7][x] = (c[6][x] + c[1][x]) * r2;
-    }
+    for (int x = 0; x < w; ++x)
+        components_to_matrix<T>([&](int k) { return c[k][x]; }, [&](int k) -> T& { return m[k][x]; });
 }
 
 template <typename T>
 inline void to_components(const Block<T>& m, Block<T>& c, int w) {
-    const T r2 = T(0.70710678118654752440), r3 = T(0.57735026918962576451), r6 = T(0.40824829046386301637);
-    for (int x = 0; x < w; ++x) {
-        c[0][x] = (m[0][x] + m[4][x] + m[8][x]) * r3;
-        c[1][x] = (m[7][x] - m[5][x]) * r2;
-        c[2][x] = (m[2][x] - m[6][x]) * r2;
-        c[3][x] = (m[3][x] - m[1][x]) * r2;
-        c[4][x] = (m[1][x] + m[3][x]) * r2;
-        c[5][x] = (m[2][x] + m[6][x]) * r2;
-        c[6][x] = (m[5][x] + m[7][x]) * r2;
-        c[7][x] = (m[0][x] - m[4][x]) * r2;
-        c[8][x] = (m[0][x] + m[4][x] - 2 * m[8][x]) * r6;
-    }
+    for (int x = 0; x < w; ++x)
+        matrix_to_components<T>([&](int k) { return m[k][x]; }, [&](int k) -> T& { return c[k][x]; });
 }
 
 // out = a . b (or a^T . b, a . b^T), entry by entry over the block.

@@ -7,7 +7,7 @@
 // ``pairs`` is a half neighbour list (each unordered pair once; padding rows hold -1). For every atom i,
 //     M[i, k, c] = sum over pairs p = (i, j) or (j, i) of weights[p, part(k), c] * features[j, k, c],
 // where part(k) is 0 for component 0, 1 for components 1-3 and 2 for components 4-8 (the I, A and S parts of the
-// irreducible layout of openmm_tensornet/nn/tensors.py). ``first_ptr`` is the CSR index of the pairs by first atom (valid
+// irreducible layout of openmm_tensornet/ops/tensors.py). ``first_ptr`` is the CSR index of the pairs by first atom (valid
 // pairs sorted by first atom), ``second_order`` lists the pairs sorted by second atom and ``second_ptr`` indexes it.
 // Each output row is written by one thread: no atomics, and the result does not depend on the thread count.
 //

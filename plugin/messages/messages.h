@@ -3,17 +3,13 @@
 
 #include <ATen/ATen.h>
 
-namespace openmm_tensornet {
+#include "../common/basis.h"
 
-// The irreducible part (0: I, 1: A, 2: S) of each of the 9 components.
-constexpr int kComponentPart[9] = {0, 1, 1, 1, 2, 2, 2, 2, 2};
+namespace openmm_tensornet {
 
 void check_message_arguments(const at::Tensor& weights, const at::Tensor& features, const at::Tensor& pairs,
                              const at::Tensor& first_ptr, const at::Tensor& second_order,
                              const at::Tensor& second_ptr);
-
-// Sign of each component when the pair's unit vector flips (the skew part is odd).
-constexpr float kParity[9] = {1, -1, -1, -1, 1, 1, 1, 1, 1};
 
 void check_product_arguments(const at::Tensor& left, const at::Tensor& right);
 

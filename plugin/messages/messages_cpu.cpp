@@ -15,7 +15,7 @@ namespace {
 template <typename scalar_t>
 inline void accumulate(scalar_t* out, const scalar_t* weight, const scalar_t* source, int64_t channels) {
     for (int k = 0; k < 9; ++k) {
-        const scalar_t* w = weight + kComponentPart[k] * channels;
+        const scalar_t* w = weight + part_of(k) * channels;
         const scalar_t* x = source + k * channels;
         scalar_t* o = out + k * channels;
 #pragma omp simd
@@ -27,7 +27,7 @@ template <typename scalar_t>
 inline void accumulate_weight_grad(scalar_t* row, const scalar_t* gi, const scalar_t* gj, const scalar_t* xi,
                                    const scalar_t* xj, int64_t channels) {
     for (int k = 0; k < 9; ++k) {
-        scalar_t* r = row + kComponentPart[k] * channels;
+        scalar_t* r = row + part_of(k) * channels;
         const int64_t off = k * channels;
 #pragma omp simd
         for (int64_t c = 0; c < channels; ++c) r[c] += gi[off + c] * xj[off + c] + gj[off + c] * xi[off + c];
@@ -108,8 +108,8 @@ template <typename scalar_t>
 inline void embed_direction(scalar_t* sums, scalar_t* out, const scalar_t* radial, const scalar_t* edge,
                             const scalar_t* sender, bool odd, int64_t channels) {
     for (int k = 0; k < 9; ++k) {
-        const scalar_t e = odd ? static_cast<scalar_t>(kParity[k]) * edge[k] : edge[k];
-        const scalar_t* w = radial + kComponentPart[k] * channels;
+        const scalar_t e = odd ? static_cast<scalar_t>(parity(k)) * edge[k] : edge[k];
+        const scalar_t* w = radial + part_of(k) * channels;
         scalar_t* t = sums + k * channels;
         scalar_t* u = out + k * channels;
 #pragma omp simd
@@ -185,8 +185,8 @@ template <typename scalar_t>
 inline void sender_grad_direction(scalar_t* out, const scalar_t* grad_to, const scalar_t* radial, const scalar_t* edge,
                                   bool odd, int64_t channels) {
     for (int k = 0; k < 9; ++k) {
-        const scalar_t e = odd ? static_cast<scalar_t>(kParity[k]) * edge[k] : edge[k];
-        const scalar_t* w = radial + kComponentPart[k] * channels;
+        const scalar_t e = odd ? static_cast<scalar_t>(parity(k)) * edge[k] : edge[k];
+        const scalar_t* w = radial + part_of(k) * channels;
         const scalar_t* g = grad_to + k * channels;
 #pragma omp simd
         for (int64_t c = 0; c < channels; ++c) out[c] += g[c] * w[c] * e;
@@ -200,16 +200,16 @@ inline void pair_grads(scalar_t* grad_radial, scalar_t* grad_edge, const scalar_
                        const scalar_t* ri, const scalar_t* rj, const scalar_t* si, const scalar_t* sj,
                        const scalar_t* radial, const scalar_t* edge, int64_t channels) {
     for (int k = 0; k < 9; ++k) {
-        const scalar_t parity = static_cast<scalar_t>(kParity[k]);
-        const scalar_t* w = radial + kComponentPart[k] * channels;
-        scalar_t* gw = grad_radial + kComponentPart[k] * channels;
+        const scalar_t flip = static_cast<scalar_t>(parity(k));
+        const scalar_t* w = radial + part_of(k) * channels;
+        scalar_t* gw = grad_radial + part_of(k) * channels;
         const scalar_t* a = gi + k * channels;
         const scalar_t* b = gj + k * channels;
         const scalar_t e = edge[k];
         scalar_t dot = 0;
 #pragma omp simd reduction(+ : dot)
         for (int64_t c = 0; c < channels; ++c) {
-            const scalar_t h = a[c] * (ri[c] + sj[c]) + parity * b[c] * (rj[c] + si[c]);
+            const scalar_t h = a[c] * (ri[c] + sj[c]) + flip * b[c] * (rj[c] + si[c]);
             gw[c] += e * h;
             dot += w[c] * h;
         }

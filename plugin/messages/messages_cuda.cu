@@ -55,14 +55,13 @@ __global__ void weight_grad_kernel(const scalar_t* __restrict__ grad, const scal
 #pragma unroll
         for (int k = 0; k < 9; ++k) {
             const int64_t a = (i * 9 + k) * channels + c, b = (j * 9 + k) * channels + c;
-            part[k == 0 ? 0 : (k < 4 ? 1 : 2)] += grad[a] * features[b] + grad[b] * features[a];
+            part[part_of(k)] += grad[a] * features[b] + grad[b] * features[a];
         }
     }
     for (int g = 0; g < 3; ++g) out[(q * 3 + g) * channels + c] = part[g];
 }
 
 __device__ __forceinline__ float parity_of(int k) { return (k >= 1 && k <= 3) ? -1.0f : 1.0f; }
-__device__ __forceinline__ int part_of(int k) { return k == 0 ? 0 : (k < 4 ? 1 : 2); }
 
 template <typename scalar_t>
 __global__ void embedding_kernel(const scalar_t* __restrict__ radial, const scalar_t* __restrict__ edge,

@@ -11,7 +11,7 @@
 // ``algorithm``: "auto", "brute" (O(N^2), no host synchronisation) or "cells" (O(N) cell list).
 #include <torch/library.h>
 
-TORCH_LIBRARY(openmm_tensornet, m) {
+TORCH_LIBRARY_FRAGMENT(openmm_tensornet, m) {
     m.def("neighbor_pairs(Tensor positions, Tensor? box, Tensor? batch, float cutoff, int max_pairs=-1, "
           "bool half=False, str algorithm='auto') -> (Tensor indices, Tensor shifts, Tensor num_pairs)");
 }

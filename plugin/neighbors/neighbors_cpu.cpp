@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <vector>
 
-#include "../common/cell_grid.h"
-#include "../common/checks.h"
-#include "../common/pair_search.h"
+#include "cell_grid.h"
+#include "checks.h"
+#include "pair_search.h"
 
 namespace openmm_tensornet {
 

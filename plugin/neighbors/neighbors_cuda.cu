@@ -12,9 +12,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include "../common/cell_grid.h"
-#include "../common/checks.h"
-#include "../common/pair_search.h"
+#include "cell_grid.h"
+#include "checks.h"
+#include "pair_search.h"
 
 namespace openmm_tensornet {
 

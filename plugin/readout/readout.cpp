@@ -6,7 +6,7 @@
 //     scalars = act(LayerNorm((|I|^2, |A|^2, |S|^2)) W^T + b)
 //
 // with the squared Frobenius norms of the three irreducible parts of every channel, concatenated part by part
-// (openmm_tensornet.nn.tensors.invariant_norms), exactly as TensorNet.forward computes them (the twin). First derivative
+// (openmm_tensornet.ops.tensors.invariant_norms), exactly as TensorNet.forward computes them (the twin). First derivative
 // with respect to features only (forces); the weights must not require gradients. ATen calls only (any device).
 #include <ATen/ATen.h>
 #include <torch/autograd.h>

@@ -11,11 +11,7 @@
 #include <cstdint>
 #include <cmath>
 
-#if defined(__CUDACC__)
-#define OTN_HD __host__ __device__ __forceinline__
-#else
-#define OTN_HD inline
-#endif
+#include "../common/basis.h"  // OTN_HD
 
 namespace openmm_tensornet {
 
