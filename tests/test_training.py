@@ -248,3 +248,21 @@ def test_device_setting_is_checked(dataset, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="torch sees no GPU"):
             train(tiny_config(dataset, tmp_path / "y", device="cuda"))
+
+
+def test_training_progress_reaches_logs_without_a_terminal(capsys):
+    """Under nohup or a batch system (stderr is no terminal) a long epoch still reports progress, a line a minute."""
+    from openmm_tensornet.training.trainer import _LogBar, _progress
+
+    now = [0.0]
+    bar = _LogBar(total=1000, desc="epoch 1/5", clock=lambda: now[0])
+    bar.set_postfix(loss="0.5")
+    bar.update(100)  # before a minute has passed: silent
+    now[0] = 61.0
+    bar.update(100)
+    now[0] = 80.0
+    bar.update(300)  # 19 s after the last line: silent
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["epoch 1/5: 200/1000 configurations, 3.3/s, about 4.1 min left, loss 0.5"]
+    assert isinstance(_progress(TrainingConfig(data="x"))(total=1, desc="d"), _LogBar)  # pytest's stderr: no tty
+    assert not isinstance(_progress(TrainingConfig(data="x", progress=False))(total=1, desc="d"), _LogBar)

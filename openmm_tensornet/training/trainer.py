@@ -504,11 +504,39 @@ def _say(config: TrainingConfig, text: str) -> None:
 
 
 def _progress(config: TrainingConfig):
+    """A tqdm bar on a terminal; a line a minute otherwise (logs of nohup/batch runs see long epochs advance)."""
     if config.progress and sys.stderr.isatty():
         from tqdm import tqdm
 
         return lambda **kw: tqdm(unit="mol", leave=False, **kw)
+    if config.progress:
+        return lambda **kw: _LogBar(**kw)
     return lambda **kw: _NoBar()
+
+
+class _LogBar:
+    """Progress as plain lines on stderr, at most one per ``interval`` seconds: configurations done, rate, postfix."""
+
+    def __init__(self, total: int, desc: str, interval: float = 60.0, clock=time.monotonic):
+        self.total, self.desc, self.interval, self.clock = total, desc, interval, clock
+        self.done, self.postfix = 0, ""
+        self.started = self.last = clock()
+
+    def update(self, count: int) -> None:
+        self.done += count
+        now = self.clock()
+        if now - self.last >= self.interval:
+            self.last = now
+            rate = self.done / max(now - self.started, 1e-9)
+            print(f"{self.desc}: {self.done}/{self.total} configurations, {rate:.1f}/s, about "
+                  f"{(self.total - self.done) / max(rate, 1e-9) / 60:.1f} min left{self.postfix}", file=sys.stderr,
+                  flush=True)
+
+    def set_postfix(self, **values) -> None:
+        self.postfix = "".join(f", {key} {value}" for key, value in values.items())
+
+    def close(self) -> None:
+        pass
 
 
 class _NoBar:
