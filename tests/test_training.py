@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from openmm_tensornet import load_model
 from openmm_tensornet.io.data import DataError, Molecule, read_dataset, read_extxyz, read_molecule, write_molecule
-from openmm_tensornet.training.datagen import XTB, Structure, generate_data, load_structures, sample_and_label
-from openmm_tensornet.training.trainer import TrainingConfig, fit_atomrefs, split_records, train
+from openmm_tensornet.training.datagen import XTB, generate_data, load_structures
+from openmm_tensornet.training.trainer import (Batches, TrainingConfig, epoch_order, evaluate_errors, fit_atomrefs,
+                                               loss_terms, split_records, train, validation_subset)
 
 pytest.importorskip("tblite")
 pytest.importorskip("rdkit")
@@ -266,3 +269,51 @@ def test_training_progress_reaches_logs_without_a_terminal(capsys):
     assert lines == ["epoch 1/5: 200/1000 configurations, 3.3/s, about 4.1 min left, loss 0.5"]
     assert isinstance(_progress(TrainingConfig(data="x"))(total=1, desc="d"), _LogBar)  # pytest's stderr: no tty
     assert not isinstance(_progress(TrainingConfig(data="x", progress=False))(total=1, desc="d"), _LogBar)
+
+
+def test_epochs_of_part_of_the_set_stream_through_fresh_permutations():
+    whole = [epoch_order(10, epoch, seed=2) for epoch in range(3)]
+    assert all(sorted(order) == list(range(10)) for order in whole)
+    assert whole[0] != whole[1]
+    parts = [epoch_order(10, epoch, seed=2, records_per_epoch=4) for epoch in range(5)]
+    stream = [index for order in parts for index in order]
+    assert stream == whole[0] + whole[1]  # 20 records: the first two passes, in their order
+    assert epoch_order(10, 0, seed=2, records_per_epoch=25) == whole[0] + whole[1] + whole[2][:5]
+
+
+def test_validation_subset_keeps_whole_molecules(dataset):
+    molecules = read_dataset(dataset)
+    config = TrainingConfig(data=str(dataset), split=(0.2, 0.8, 0.0))
+    _, val, _ = split_records(molecules, config)
+    chosen = validation_subset(molecules, val, 20, seed=0)
+    assert 0 < len(chosen) < len(val)
+    assert len(chosen) <= max(20, max(len(m) for m in molecules))
+    for molecule in {r.molecule for r in chosen}:
+        assert sum(r.molecule == molecule for r in chosen) == sum(r.molecule == molecule for r in val)
+    assert validation_subset(molecules, val, None, seed=0) == val
+
+
+def test_part_epochs_resume_exactly_and_validate_a_subset(dataset, tmp_path):
+    settings = dict(records_per_epoch=12, validation_records=6, split_by="molecule", split=(0.5, 0.34, 0.16))
+    straight = train(tiny_config(dataset, tmp_path / "straight", epochs=4, **settings))
+    train(tiny_config(dataset, tmp_path / "resumed", epochs=1, **settings))
+    resumed = train(tiny_config(dataset, tmp_path / "resumed", epochs=4, **settings))
+    assert [row["val_loss"] for row in resumed.history] == [row["val_loss"] for row in straight.history]
+    report = (tmp_path / "straight" / "metrics.md").read_text()
+    records = int(report.split("records train/validation/test ")[1].split("/")[1])
+    molecules = read_dataset(dataset)
+    _, val, _ = split_records(molecules, straight_config := tiny_config(dataset, tmp_path, **settings))
+    assert records == len(validation_subset(molecules, val, 6, straight_config.seed)) < len(val)  # one molecule
+    with pytest.raises(ValueError, match="records_per_epoch must be >= 1"):
+        train(tiny_config(dataset, tmp_path / "x", records_per_epoch=0))
+
+
+def test_validation_loss_is_the_loss_of_the_whole_set(dataset, tmp_path):
+    config = tiny_config(dataset, tmp_path / "loss", dipole_weight=2.0)
+    result = train(replace(config, epochs=1))
+    molecules = read_dataset(dataset)
+    _, val, _ = split_records(molecules, config)
+    batch = Batches(molecules, val, torch.float32).collate(val)  # one batch: the plain mean squared errors
+    expected = float(loss_terms(result.model, batch, config)["loss"].detach())
+    got = evaluate_errors(result.model, Batches(molecules, val, torch.float32), batch_size=5, config=config)["loss"]
+    assert got == pytest.approx(expected, rel=1e-5)

@@ -69,6 +69,8 @@ class TrainingConfig:
     resume: bool = True
     progress: bool = True
     max_minutes: Optional[float] = None
+    records_per_epoch: Optional[int] = None
+    validation_records: Optional[int] = None
     threads: Optional[int] = None
     device: str = "auto"
 
@@ -103,6 +105,9 @@ class TrainingConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
+        for name in ("records_per_epoch", "validation_records"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 or left out (null: the whole set); got {getattr(self, name)}.")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}.")
 
@@ -146,10 +151,11 @@ class Batches:
             out["polarizability"] = torch.stack(polar).to(self.dtype)
         return out
 
-    def epoch_records(self, batch_size: int, generator: Optional[torch.Generator]):
-        """The records of each batch (shuffled by ``generator``; in order without one)."""
-        order = torch.randperm(len(self.records), generator=generator).tolist() if generator is not None \
-            else list(range(len(self.records)))
+    def epoch_records(self, batch_size: int, generator: Optional[torch.Generator], order: Optional[List[int]] = None):
+        """The records of each batch: in ``order`` (indices), else shuffled by ``generator``, else in order."""
+        if order is None:
+            order = torch.randperm(len(self.records), generator=generator).tolist() if generator is not None \
+                else list(range(len(self.records)))
         for start in range(0, len(order), batch_size):
             yield [self.records[i] for i in order[start:start + batch_size]]
 
@@ -186,6 +192,37 @@ def split_records(molecules: List[Molecule], config: TrainingConfig):
     first = int(round(config.split[0] / total * len(everything)))
     second = first + max(1, int(round(config.split[1] / total * len(everything))))
     return [[everything[i] for i in order[a:b]] for a, b in ((0, first), (first, second), (second, len(order)))]
+
+
+def epoch_order(count: int, epoch: int, seed: int, records_per_epoch: Optional[int] = None) -> List[int]:
+    """The training records (indices) of ``epoch``. The records are drawn as a stream of passes through the set,
+    each pass a fresh permutation seeded by ``seed`` and its number; an epoch is the whole of one pass, or with
+    ``records_per_epoch`` the next that many records of the stream (so a big set is validated and checkpointed
+    more often than once per pass, and resuming stays exact)."""
+    size = records_per_epoch or count
+    order: List[int] = []
+    while len(order) < size:
+        number, offset = divmod(epoch * size + len(order), count)
+        permutation = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100003 + number))
+        order.extend(permutation[offset:offset + size - len(order)].tolist())
+    return order
+
+
+def validation_subset(molecules: Sequence[Molecule], records: Sequence[Record], limit: Optional[int],
+                      seed: int) -> List[Record]:
+    """At most about ``limit`` validation records, as whole molecules (drawn with ``seed``) so the
+    conformational energy error keeps its meaning; all of them without a limit."""
+    if not limit or len(records) <= limit:
+        return list(records)
+    by_molecule: Dict[int, List[Record]] = {}
+    for record in records:
+        by_molecule.setdefault(record.molecule, []).append(record)
+    chosen: List[Record] = []
+    for molecule in np.random.default_rng(seed).permutation(sorted(by_molecule)):
+        if chosen and len(chosen) + len(by_molecule[int(molecule)]) > limit:
+            break
+        chosen.extend(by_molecule[int(molecule)])
+    return chosen
 
 
 def fit_atomrefs(molecules: Sequence[Molecule], records: Sequence[Record], max_z: int) -> torch.Tensor:
@@ -246,7 +283,11 @@ def loss_terms(model, batch: Dict[str, torch.Tensor], config: TrainingConfig,
     """The weighted loss of ``batch`` and its terms: mean squared errors, or with ``totals`` (the counts of the
     global batch this one is a share of, see :meth:`Batches.totals`) sums divided by those counts, so that the
     shares of all processes add up to the global batch's loss."""
-    out = recipe.evaluate(model, batch)
+    return _loss_of(recipe.evaluate(model, batch), batch, config, totals)
+
+
+def _loss_of(out, batch: Dict[str, torch.Tensor], config: TrainingConfig,
+             totals: Optional[Dict[str, float]] = None) -> Dict[str, torch.Tensor]:
     per_atom = (out.energy - batch["energy"]) / _counts(batch)
     molecules = float(per_atom.shape[0]) if totals is None else totals["molecules"]
     components = float(batch["forces"].numel()) if totals is None else totals["components"]
@@ -256,17 +297,21 @@ def loss_terms(model, batch: Dict[str, torch.Tensor], config: TrainingConfig,
         terms["dipole"] = ((out.dipole - batch["dipole"]) ** 2).sum() / (3.0 * molecules)
     if config.polarizability_weight > 0 and out.polarizability is not None and "polarizability" in batch:
         terms["polarizability"] = ((out.polarizability - batch["polarizability"]) ** 2).sum() / (9.0 * molecules)
-    weights = {"energy": config.energy_weight, "forces": config.forces_weight, "dipole": config.dipole_weight,
-               "polarizability": config.polarizability_weight}
-    terms["loss"] = sum(weights[k] * v for k, v in terms.items())
+    terms["loss"] = sum(_WEIGHT[k](config) * v for k, v in terms.items())
     return terms
 
 
-def evaluate_errors(model, data: Batches, batch_size: int = 32, recipe: TensorNetRecipe = _RECIPE
-                    ) -> Dict[str, float]:
+_WEIGHT = {"energy": lambda c: c.energy_weight, "forces": lambda c: c.forces_weight,
+           "dipole": lambda c: c.dipole_weight, "polarizability": lambda c: c.polarizability_weight}
+
+
+def evaluate_errors(model, data: Batches, batch_size: int = 32, recipe: TensorNetRecipe = _RECIPE,
+                    config: Optional[TrainingConfig] = None) -> Dict[str, float]:
     """Mean absolute errors: energy per atom (meV/atom), energy per molecule (meV), conformational energy per atom
     (meV/atom: each molecule's mean error removed, what MD and relative energies feel), forces (meV/Å), dipole (e·Å).
+    With ``config``, also the training loss over the whole set (``"loss"``), from the same pass.
     """
+    sums: Dict[str, float] = {}
     totals = dict(energy_per_atom=0.0, energy=0.0, forces=0.0, dipole=0.0)
     counts = dict(molecules=0, components=0, dipoles=0)
     signed: Dict[int, List[float]] = {}
@@ -277,6 +322,9 @@ def evaluate_errors(model, data: Batches, batch_size: int = 32, recipe: TensorNe
     device = next(model.parameters()).device
     for batch in data.epoch(batch_size, None, device):
         out = recipe.evaluate(model, batch)
+        if config is not None:  # each term as a sum (counts of 1), normalised by the whole set's counts below
+            for name, value in _loss_of(out, batch, config, dict(molecules=1.0, components=1.0)).items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
         difference = (out.energy - batch["energy"]).detach()
         for k, value in enumerate(difference.tolist()):
             molecule = data.records[position + k].molecule
@@ -301,6 +349,11 @@ def evaluate_errors(model, data: Batches, batch_size: int = 32, recipe: TensorNe
               "forces_mae_meV_per_A": totals["forces"] / max(counts["components"], 1)}
     if counts["dipoles"]:
         result["dipole_mae_eA"] = totals["dipole"] / counts["dipoles"]
+    if config is not None:
+        sums.pop("loss", None)
+        result["loss"] = sum(_WEIGHT[name](config) * value / max(counts["components" if name == "forces" else
+                                                                        "molecules"], 1)
+                             for name, value in sums.items())
     return result
 
 
@@ -336,6 +389,7 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
                          "into non-empty training and validation sets; add molecules or use split_by: record.")
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
+    val_records = validation_subset(molecules, val_records, config.validation_records, config.seed)
     training, validation, test = (Batches(molecules, r, dtype) for r in (train_records, val_records, test_records))
 
     torch.manual_seed(config.seed)
@@ -379,10 +433,10 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
     progress = _progress(config)
     while state["epoch"] < config.epochs:
         epoch = state["epoch"]
-        generator = torch.Generator().manual_seed(config.seed * 100003 + epoch)
+        order = epoch_order(len(training), epoch, config.seed, config.records_per_epoch)
         running, seen = 0.0, 0
-        bar = progress(total=len(training), desc=f"epoch {epoch + 1}/{config.epochs}")
-        for chosen in training.epoch_records(config.batch_size, generator):
+        bar = progress(total=len(order), desc=f"epoch {epoch + 1}/{config.epochs}")
+        for chosen in training.epoch_records(config.batch_size, None, order):
             warm = min(1.0, (state["step"] + 1) / max(config.warmup_steps, 1))
             if state["step"] < config.warmup_steps:
                 for group in optimizer.param_groups:
@@ -400,8 +454,8 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
             bar.update(size)
             bar.set_postfix(loss=f"{running / seen:.4g}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
         bar.close()
-        metrics = evaluate_errors(ema, validation, recipe=recipe)
-        val_loss = _validation_loss(ema, validation, config, recipe)
+        metrics = evaluate_errors(ema, validation, recipe=recipe, config=config)
+        val_loss = metrics.pop("loss")
         if state["step"] >= config.warmup_steps:
             plateau.step(val_loss)
         row = dict(epoch=epoch + 1, train_loss=running / max(seen, 1), val_loss=val_loss,
@@ -478,17 +532,6 @@ def _update_ema(ema: TensorNet, model: TensorNet, decay: float, step: int) -> No
             target.mul_(rate).add_(source.detach(), alpha=1.0 - rate)
         for target, source in zip(ema.buffers(), model.buffers()):
             target.copy_(source)
-
-
-def _validation_loss(model, data: Batches, config: TrainingConfig, recipe: TensorNetRecipe) -> float:
-    model.eval()
-    total, count = 0.0, 0
-    for batch in data.epoch(64, None, next(model.parameters()).device):
-        terms = loss_terms(model, batch, config, recipe)
-        size = int(batch["energy"].shape[0])
-        total += float(terms["loss"].detach()) * size
-        count += size
-    return total / max(count, 1)
 
 
 def _export(ema: TensorNet) -> TensorNet:
