@@ -317,3 +317,38 @@ def test_validation_loss_is_the_loss_of_the_whole_set(dataset, tmp_path):
     expected = float(loss_terms(result.model, batch, config)["loss"].detach())
     got = evaluate_errors(result.model, Batches(molecules, val, torch.float32), batch_size=5, config=config)["loss"]
     assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_error_breakdown_matches_errors_computed_by_hand(dataset, tmp_path):
+    from openmm_tensornet.training.error_breakdown import error_breakdown, markdown, parity_plot
+
+    molecules = read_dataset(dataset)
+    config = tiny_config(dataset, tmp_path / "run", epochs=1)
+    model = train(config).model
+    _, val, _ = split_records(molecules, config)
+    result = error_breakdown(model, Batches(molecules, val, torch.float32), batch_size=7)
+    expected_energy, expected_forces = [], {}
+    for record in val:  # one configuration at a time, independent of the batching
+        molecule = molecules[record.molecule]
+        z = torch.as_tensor(molecule.z)
+        pos = torch.as_tensor(molecule.positions[record.index], dtype=torch.float32)
+        out = model(z, pos, torch.zeros_like(z), None, torch.tensor([molecule.charge]), compute_forces=True)
+        expected_energy.append((float(out.energy[0].detach()) - molecule.energy[record.index], record.molecule,
+                                len(z)))
+        for element, error in zip(molecule.z, (out.forces.detach().numpy() - molecule.forces[record.index])):
+            expected_forces.setdefault(int(element), []).extend(np.abs(error).tolist())
+    assert result.by_element()["O"]["forces_mae_meV_per_A"] == pytest.approx(1000 * np.mean(expected_forces[8]),
+                                                                              rel=1e-4)
+    assert result.by_element()["H"]["atoms"] == len(expected_forces[1]) // 3
+    errors = np.array([e for e, _, _ in expected_energy])
+    which = np.array([m for _, m, _ in expected_energy])
+    atoms = np.array([n for _, _, n in expected_energy])
+    centred = np.concatenate([(errors[which == m] - errors[which == m].mean()) / atoms[which == m]
+                              for m in np.unique(which)])
+    by_charge = result.table(lambda r: result.charge[r])
+    assert sum(row["records"] for row in by_charge.values()) == len(val)
+    overall = result.table(lambda r: "all")["all"]
+    assert overall["conformational_energy_mae_meV_per_atom"] == pytest.approx(1000 * np.abs(centred).mean(), rel=1e-4)
+    assert "| O |" in "\n".join(markdown(result.by_element(), "element", ["atoms", "forces_mae_meV_per_A"]))
+    parity_plot(result, tmp_path / "parity.png")
+    assert (tmp_path / "parity.png").stat().st_size > 10_000

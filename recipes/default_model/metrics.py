@@ -1,0 +1,60 @@
+"""The default model's held-out report: errors against GFN2-xTB on the test molecules of the training split, by
+element, by total charge and for single molecules against non-covalent pairs, with a parity plot.
+
+    python metrics.py MODEL [--config train_v2.yaml] [--data DIR] [--set test|validation] [--plot parity.png]
+
+The split is the one ``openmm-tensornet train CONFIG`` made (same data, split, split_by and seed), so the test
+molecules were never seen in training. Prints markdown tables (pasted into openmm_tensornet/models/default-metrics.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from openmm_tensornet import load_model
+from openmm_tensornet.io.data import read_dataset
+from openmm_tensornet.training.error_breakdown import error_breakdown, markdown, parity_plot
+from openmm_tensornet.training.trainer import Batches, TrainingConfig, split_records
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--config", type=Path, default=HERE / "train_v2.yaml")
+    parser.add_argument("--data", type=Path, help="the data set (default: the config's)")
+    parser.add_argument("--set", choices=["test", "validation"], default="test")
+    parser.add_argument("--plot", type=Path, default=Path("parity.png"))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = TrainingConfig.from_yaml(args.config)
+    molecules = read_dataset(args.data or config.data)
+    _, validation, test = split_records(molecules, config)
+    records = test if args.set == "test" else validation
+    model = load_model(args.model)
+    result = error_breakdown(model, Batches(molecules, records, torch.float32))
+    conformational = np.abs(result.conformational_errors()).mean() * 1000
+    forces = np.concatenate([(p - r).ravel() for p, r in zip(result.force_predicted, result.force_reference)])
+    print(f"{args.set} set: {len({result.molecule[i] for i in range(len(result.atoms))})} molecules never seen in "
+          f"training, {len(result.atoms)} configurations")
+    print(f"conformational energy MAE {conformational:.2f} meV/atom; forces MAE {1000 * np.abs(forces).mean():.1f} "
+          f"meV/Å, RMSE {1000 * np.sqrt((forces ** 2).mean()):.1f} meV/Å\n")
+    print("\n".join(markdown(result.by_element(), "element", ["atoms", "forces_mae_meV_per_A",
+                                                              "forces_rmse_meV_per_A"])) + "\n")
+    columns = ["molecules", "records", "conformational_energy_mae_meV_per_atom", "forces_mae_meV_per_A",
+               "forces_rmse_meV_per_A"]
+    print("\n".join(markdown(result.table(lambda r: f"{result.charge[r]:+d}"), "total charge (e)", columns)) + "\n")
+    print("\n".join(markdown(result.table(lambda r: "pair (non-covalent)" if result.dimer[r] else "single molecule"),
+                             "kind", columns)))
+    parity_plot(result, args.plot, title=f"{args.model.name}: {args.set} molecules (GFN2-xTB)")
+    print(f"\nparity plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
