@@ -11,7 +11,7 @@ rdkit = pytest.importorskip("rdkit")
 from rdkit import Chem  # noqa: E402
 
 from openmm_tensornet.training.datagen import (  # noqa: E402
-    WATER, Structure, covalent_bonds, distort_bond, make_dimers, place_pair, sample_and_label)
+    WATER, Structure, clashes, covalent_bonds, distort_bond, make_dimers, place_pair, sample_and_label)
 from openmm_tensornet.training.drug_like import protonate_ph7, select_drug_like  # noqa: E402
 
 RECIPE = Path(__file__).parent.parent / "recipes" / "default_model"
@@ -117,3 +117,14 @@ def test_temperatures_and_distortions_are_sampled_and_labelled():
         assert any(0.75 <= r <= 0.9 or 1.2 <= r <= 1.8 for r in ratios)
     with pytest.raises(ValueError, match="positive kelvin"):
         sample_and_label(methanol, temperature=[300.0, -1.0])
+
+
+def test_a_distortion_that_pushes_an_atom_into_a_third_one_is_a_clash():
+    # water-like: stretching O-H1 along its direction towards a probe atom placed on that line
+    z = np.array([8, 1, 1, 6])
+    x = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0], [2.40, 0.0, 0.0]])
+    masses = np.array([16.0, 1.0, 1.0, 12.0])
+    # H1 at 1.8 x 0.96 = 1.728 Å: 0.672 Å from the carbon, under 0.75 x (0.31 + 0.76) = 0.80 Å
+    assert clashes(distort_bond(x, masses, (0, 1), 1.8), z, masses, (0, 1))
+    assert not clashes(distort_bond(x, masses, (0, 1), 1.2), z, masses, (0, 1))  # 1.248 Å from it
+    assert not clashes(distort_bond(x, masses, (0, 2), 1.8), z, masses, (0, 2))

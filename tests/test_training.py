@@ -12,7 +12,8 @@ from openmm_tensornet import load_model
 from openmm_tensornet.io.data import DataError, Molecule, read_dataset, read_extxyz, read_molecule, write_molecule
 from openmm_tensornet.training.datagen import XTB, generate_data, load_structures
 from openmm_tensornet.training.trainer import (Batches, TrainingConfig, epoch_order, evaluate_errors, fit_atomrefs,
-                                               loss_terms, split_records, train, validation_subset)
+                                               loss_terms, split_records, train, validation_subset,
+                                               within_max_force)
 
 pytest.importorskip("tblite")
 pytest.importorskip("rdkit")
@@ -352,3 +353,20 @@ def test_error_breakdown_matches_errors_computed_by_hand(dataset, tmp_path):
     assert "| O |" in "\n".join(markdown(result.by_element(), "element", ["atoms", "forces_mae_meV_per_A"]))
     parity_plot(result, tmp_path / "parity.png")
     assert (tmp_path / "parity.png").stat().st_size > 10_000
+
+
+def test_records_above_max_force_are_left_out_and_reported(dataset, tmp_path, capsys):
+    molecules = read_dataset(dataset)
+    largest = max(float(np.abs(m.forces).max()) for m in molecules)
+    molecules[2].forces[5] = molecules[2].forces[5] * 0 + 10 * largest  # a clash or a failed label
+    molecules[4].forces[0, 0, 0] = -10 * largest
+    config = tiny_config(dataset, tmp_path / "run", epochs=1, max_force=2 * largest, progress=True)
+    train(config, molecules=molecules)
+    said = capsys.readouterr().err
+    assert "left out 2 records with a force component above max_force" in said
+    assert molecules[2].name in said and molecules[4].name in said
+    assert "2 records left out" in (tmp_path / "run" / "metrics.md").read_text()
+    kept, dropped = within_max_force(molecules, split_records(molecules, config)[0], 2 * largest)
+    assert all(float(np.abs(molecules[r.molecule].forces[r.index]).max()) <= 2 * largest for r in kept)
+    with pytest.raises(ValueError, match="max_force must be > 0"):
+        train(tiny_config(dataset, tmp_path / "x", max_force=0.0))

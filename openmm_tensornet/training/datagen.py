@@ -7,7 +7,8 @@ so hydrogens move more, like normal modes at a higher temperature) for off-equil
 is labelled with GFN2-xTB energy, forces and dipole (tblite). Several temperatures run one after another, each
 starting from fresh Maxwell-Boltzmann velocities. ``distortions`` adds near-dissociation and compressed geometries:
 a random covalent bond of a kept frame stretched to 1.2-1.8x or compressed to 0.75-0.9x its length (the lighter atom
-moves), so a model sees the repulsive wall and the start of bond breaking instead of extrapolating there.
+moves), so a model sees the repulsive wall and the start of bond breaking instead of extrapolating there; a
+distortion that pushes the moved atom into a third one (closer than 0.75x their covalent radii) is drawn again.
 ``make_dimers`` builds non-covalent pairs (molecule + water, molecule + molecule) at contact distances. Molecules run in parallel over ``workers`` processes;
 each molecule is one shard in the output directory, written atomically, so an interrupted run resumes where it
 stopped (finished shards are kept, the rest is redone).
@@ -25,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -35,6 +36,7 @@ BOHR = 0.529177210903  # Å
 HARTREE = 27.211386245988  # eV
 KB = 8.617333262e-5  # eV / K
 ACCELERATION = 9.64853321233e-3  # (eV / Å / amu) in Å / fs^2
+DISTORTION_ATTEMPTS = 10  # draws of frame and bond per distortion before it is counted as left out
 
 
 @dataclass
@@ -154,9 +156,28 @@ def covalent_bonds(z: np.ndarray, positions: np.ndarray, tolerance: float = 1.2)
     return np.stack([i, j], axis=1)
 
 
+def _fixed_and_moved(masses: np.ndarray, bond) -> Tuple[int, int]:
+    return (int(bond[0]), int(bond[1])) if masses[bond[1]] <= masses[bond[0]] else (int(bond[1]), int(bond[0]))
+
+
+def clashes(positions: np.ndarray, z: np.ndarray, masses: np.ndarray, bond, scale: float = 0.75) -> bool:
+    """Whether the atom :func:`distort_bond` moved came closer than ``scale`` x the sum of covalent radii to an
+    atom other than its bond partner (it was pushed into a third atom: a geometry MD never visits, with forces of
+    thousands of eV/Å)."""
+    from rdkit import Chem
+
+    table = Chem.GetPeriodicTable()
+    i, j = _fixed_and_moved(masses, bond)
+    others = np.array([k for k in range(len(z)) if k not in (i, j)], dtype=int)
+    if len(others) == 0:
+        return False
+    limit = scale * (table.GetRcovalent(int(z[j])) + np.array([table.GetRcovalent(int(z[k])) for k in others]))
+    return bool((np.linalg.norm(positions[others] - positions[j], axis=1) < limit).any())
+
+
 def distort_bond(positions: np.ndarray, masses: np.ndarray, bond, factor: float) -> np.ndarray:
     """A copy of ``positions`` with ``bond`` scaled to ``factor`` x its length by moving its lighter atom."""
-    i, j = (int(bond[0]), int(bond[1])) if masses[bond[1]] <= masses[bond[0]] else (int(bond[1]), int(bond[0]))
+    i, j = _fixed_and_moved(masses, bond)
     moved = positions.copy()
     moved[j] = positions[i] + factor * (positions[j] - positions[i])
     return moved
@@ -187,7 +208,15 @@ def sample_and_label(structure: Structure, frames: int = 20, stride: int = 10, p
         failures += lost
     for k in range(distortions if len(bonds) and md_frames else 0):
         factor = rng.uniform(0.75, 0.9) if k % 3 == 2 else rng.uniform(1.2, 1.8)
-        moved = distort_bond(md_frames[rng.integers(len(md_frames))], masses, bonds[rng.integers(len(bonds))], factor)
+        for _ in range(DISTORTION_ATTEMPTS):  # another frame and bond when the moved atom hits a third one
+            frame = md_frames[rng.integers(len(md_frames))]
+            bond = bonds[rng.integers(len(bonds))]
+            moved = distort_bond(frame, masses, bond, factor)
+            if not clashes(moved, z, masses, bond):
+                break
+        else:
+            failures += 1
+            continue
         try:
             xtb.result = None
             records.append((moved, *xtb(moved)))
@@ -332,6 +361,7 @@ def generate_data(inputs: Sequence, output, frames: int = 20, stride: int = 10, 
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker process
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:  # (fork + OpenMP can hang)
             for done, (name, count, failures, seconds) in enumerate(pool.map(_work, jobs), start=1):
-                note = f", {failures} distorted configurations left out (no SCF convergence)" if failures else ""
+                note = (f", {failures} distorted configurations left out (no SCF convergence, or no distortion free "
+                        "of clashes)") if failures else ""
                 log(f"[{done}/{len(jobs)}] {name}: {count} configurations in {seconds:.1f} s{note}")
     return paths

@@ -70,6 +70,7 @@ class TrainingConfig:
     progress: bool = True
     max_minutes: Optional[float] = None
     records_per_epoch: Optional[int] = None
+    max_force: Optional[float] = None
     validation_records: Optional[int] = None
     threads: Optional[int] = None
     device: str = "auto"
@@ -105,6 +106,8 @@ class TrainingConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
+        if self.max_force is not None and not self.max_force > 0:
+            raise ValueError(f"max_force must be > 0 (data units, e.g. eV/Å) or left out; got {self.max_force}.")
         for name in ("records_per_epoch", "validation_records"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 or left out (null: the whole set); got {getattr(self, name)}.")
@@ -206,6 +209,19 @@ def epoch_order(count: int, epoch: int, seed: int, records_per_epoch: Optional[i
         permutation = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100003 + number))
         order.extend(permutation[offset:offset + size - len(order)].tolist())
     return order
+
+
+def within_max_force(molecules: Sequence[Molecule], records: Sequence[Record], max_force: Optional[float]
+                     ) -> Tuple[List[Record], List[Record]]:
+    """(kept, left out): the records whose largest force component is at most ``max_force`` (data units), and the
+    others (clashing atoms, failed labels); everything is kept without a limit."""
+    if max_force is None:
+        return list(records), []
+    kept, dropped = [], []
+    for record in records:
+        largest = float(np.abs(molecules[record.molecule].forces[record.index]).max())
+        (kept if largest <= max_force else dropped).append(record)
+    return kept, dropped
 
 
 def validation_subset(molecules: Sequence[Molecule], records: Sequence[Record], limit: Optional[int],
@@ -384,6 +400,16 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
     molecules = read_dataset(config.data) if molecules is None else molecules
     train_records, val_records, test_records = split_records(molecules, config)
+    left_out = []
+    if config.max_force is not None:
+        (train_records, a), (val_records, b), (test_records, c) = (
+            within_max_force(molecules, r, config.max_force) for r in (train_records, val_records, test_records))
+        left_out = a + b + c
+        if left_out:
+            names = sorted({molecules[r.molecule].name for r in left_out})
+            _say(config, f"left out {len(left_out)} records with a force component above max_force "
+                         f"{config.max_force} (train/validation/test {len(a)}/{len(b)}/{len(c)}), of {len(names)} "
+                         f"molecules: {', '.join(names[:20])}{' ...' if len(names) > 20 else ''}")
     if not train_records or not val_records:
         raise ValueError(f"the data set ({len(molecules)} molecules) is too small for a split by {config.split_by} "
                          "into non-empty training and validation sets; add molecules or use split_by: record.")
@@ -488,7 +514,7 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
     test_metrics = evaluate_errors(best, test, recipe=recipe) if len(test) else {}
     if world.main:
         _write_reports(output, state["history"], test_metrics, config, stopped, molecules, train_records,
-                       val_records, test_records)
+                       val_records, test_records, len(left_out))
     return TrainingResult(best, state["history"], test_metrics, output, state["epoch"], stopped)
 
 
@@ -597,7 +623,8 @@ def _number(value) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _write_reports(output: Path, history, test_metrics, config, stopped, molecules, train_r, val_r, test_r) -> None:
+def _write_reports(output: Path, history, test_metrics, config, stopped, molecules, train_r, val_r, test_r,
+                   left_out: int = 0) -> None:
     if history:
         with open(output / "history.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(history[-1].keys()))
@@ -606,7 +633,9 @@ def _write_reports(output: Path, history, test_metrics, config, stopped, molecul
     best = min(history, key=lambda row: row["val_loss"]) if history else {}
     lines = [f"# Training report ({output})", "",
              f"Data: {config.data} - {len(molecules)} molecules; records train/validation/test "
-             f"{len(train_r)}/{len(val_r)}/{len(test_r)} (split by {config.split_by}).",
+             f"{len(train_r)}/{len(val_r)}/{len(test_r)} (split by {config.split_by})"
+             + (f"; {left_out} records left out (a force component above max_force {config.max_force})."
+                if left_out else "."),
              f"Stopped by: {stopped}. Best epoch: {best.get('epoch', '-')} of {len(history)}.", "",
              "| set | energy MAE (meV/atom) | energy MAE (meV) | conformational energy MAE (meV/atom) | "
              "forces MAE (meV/Å) |", "|---|---|---|---|---|"]
