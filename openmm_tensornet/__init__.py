@@ -28,6 +28,7 @@ _moved.install()
 __version__ = "0.1.0"
 
 _PUBLIC = {
+    "ForceSpec": "openmm.force_spec",
     "LegResult": "app.free_energy",
     "Ligand": "openmm.ligands",
     "LigandError": "openmm.ligands",

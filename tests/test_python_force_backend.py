@@ -100,12 +100,13 @@ def test_unsupported_combinations_are_clear_errors():
 
 
 def test_the_python_force_runs_where_the_model_is():
+    from openmm_tensornet import ForceSpec
     from openmm_tensornet.openmm.export import force_module
     from openmm_tensornet.openmm.python_force import TensorNetComputation
 
-    module, uses_box = force_module(small_model(), [8, 1, 1], None, 0.0, False, None, 0, None, None, False, None,
-                                    None, "")
-    assert TensorNetComputation(module, uses_box, None, False).device() == torch.device("cpu")
+    spec = ForceSpec((8, 1, 1))
+    module = force_module(small_model(), spec, False, "")
+    assert TensorNetComputation(module, spec.box_input, None, False).device() == torch.device("cpu")
 
 
 @pytest.mark.cuda

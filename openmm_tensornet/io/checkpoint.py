@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
@@ -53,22 +54,24 @@ def _read(path: str) -> Any:
         return checkpoint
 
 
-def model_from_checkpoint(
-    checkpoint: Dict[str, Any],
-    energy_unit: Optional[str] = None,
-    length_unit: Optional[str] = None,
-    torchmdnet_warp: Optional[bool] = None,
-    torchmdnet_old_layout: Optional[bool] = None,
-    remove_ref_energy: Optional[bool] = None,
-) -> TensorNet:
-    """Build a :class:`TensorNet` from an already-read checkpoint dictionary (either format).
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to read a checkpoint: the keyword options of :func:`load_model` (None: what the checkpoint says)."""
 
-    The keyword arguments are those of :func:`load_model`.
-    """
+    energy_unit: Optional[str] = None
+    length_unit: Optional[str] = None
+    torchmdnet_warp: Optional[bool] = None
+    torchmdnet_old_layout: Optional[bool] = None
+    remove_ref_energy: Optional[bool] = None
+
+
+def model_from_checkpoint(checkpoint: Dict[str, Any], options: LoadOptions = LoadOptions()) -> TensorNet:
+    """Build a :class:`TensorNet` from an already-read checkpoint dictionary (either format), read as ``options``
+    say (see :func:`load_model`)."""
     if is_torchmdnet_checkpoint(checkpoint):
         hparams = convert_hyper_parameters(checkpoint["hyper_parameters"], checkpoint["state_dict"])
-        state_dict = convert_state_dict(checkpoint, hparams, torchmdnet_warp, torchmdnet_old_layout,
-                                        remove_ref_energy)
+        state_dict = convert_state_dict(checkpoint, hparams, options.torchmdnet_warp, options.torchmdnet_old_layout,
+                                        options.remove_ref_energy)
     elif isinstance(checkpoint, dict) and checkpoint.get("format") == FORMAT_NAME:
         version = checkpoint.get("format_version")
         if version != FORMAT_VERSION:
@@ -83,10 +86,10 @@ def model_from_checkpoint(
             "not a model checkpoint that openmm-tensornet can read: expected one written by "
             "openmm_tensornet.save_model or a torchmd-net TensorNet .ckpt (with 'hyper_parameters' and 'state_dict')."
         )
-    if energy_unit is not None:
-        hparams["energy_unit"] = energy_unit
-    if length_unit is not None:
-        hparams["length_unit"] = length_unit
+    if options.energy_unit is not None:
+        hparams["energy_unit"] = options.energy_unit
+    if options.length_unit is not None:
+        hparams["length_unit"] = options.length_unit
     try:
         model = TensorNet(**hparams)
     except TypeError as error:
@@ -148,8 +151,8 @@ def load_model(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*weights_only.*")
         checkpoint = _read(path)
-    model = model_from_checkpoint(checkpoint, energy_unit, length_unit, torchmdnet_warp, torchmdnet_old_layout,
-                                  remove_ref_energy)
+    model = model_from_checkpoint(checkpoint, LoadOptions(energy_unit, length_unit, torchmdnet_warp,
+                                                          torchmdnet_old_layout, remove_ref_energy))
     return model.to(device) if device is not None else model
 
 

@@ -15,9 +15,8 @@ Two geometries:
 from __future__ import annotations
 
 import copy
-import math
 import re
-from typing import List, Optional, Sequence, Set, Tuple
+from typing import List, Optional, Sequence, Set
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +24,10 @@ from torch import Tensor, nn
 from ..nn.model import TensorNet
 from ..ops.neighbors import minimum_image
 from ..units import energy_to_kj_per_mol, nm_to_length
+from .force_spec import ForceSpec, estimate_neighbor_capacity
+
+__all__ = ["TorchForceModule", "create_torch_force", "ensure_torch_plugins", "estimate_neighbor_capacity",
+           "export_torchscript", "force_module", "torch_force"]
 
 _reloaded_plugins: Set[str] = set()
 
@@ -143,59 +146,6 @@ class TorchForceModule(nn.Module):
         return energy
 
 
-# Densest packing assumed for a molecule (a region inside an MM system): 0.15 atoms / A^3, above any condensed phase
-# of organic or biological matter (water 0.100, proteins ~0.11-0.12, benzene crystal ~0.12).
-_DENSEST = 150.0  # atoms / nm^3
-_CAPACITY_MARGIN = 1.3
-
-
-def estimate_neighbor_capacity(num_atoms: int, cutoff_nm: float, box_volume_nm3: Optional[float] = None) -> int:
-    """A neighbour capacity (ordered pairs) for ``num_atoms`` atoms and a cutoff, sized from the density.
-
-    Periodic (``box_volume_nm3`` given): the box's density x the cutoff sphere x ``num_atoms``, plus 30% and 64 pairs
-    for fluctuations and a barostat. A molecule: the same with the densest condensed-phase packing (0.15 / A^3).
-    Never more than ``num_atoms * (num_atoms - 1)``, every possible pair.
-    """
-    density = _DENSEST if box_volume_nm3 is None else num_atoms / box_volume_nm3
-    per_atom = density * 4.0 / 3.0 * math.pi * cutoff_nm**3
-    estimate = int(math.ceil(_CAPACITY_MARGIN * per_atom * num_atoms)) + 64
-    return int(min(estimate, num_atoms * (num_atoms - 1)))
-
-
-def _check_selection(atomic_numbers: Sequence[int], atoms: Optional[Sequence[int]], num_particles: Optional[int],
-                     model: TensorNet) -> List[int]:
-    numbers = [int(z) for z in atomic_numbers]
-    if len(numbers) == 0:
-        raise ValueError("atomic_numbers is empty: the ML region must contain at least one atom.")
-    covered = model.hparams.get("elements")
-    if covered is not None:
-        outside = sorted(set(numbers) - set(covered))
-        if outside:
-            from openmm.app.element import Element
-
-            def symbols(values):
-                return ", ".join(f"{Element.getByAtomicNumber(z).symbol} ({z})" for z in values)
-
-            raise ValueError(f"elements {symbols(outside)} are not covered by this model, which was trained on "
-                             f"{symbols(covered)}; leave those atoms out of the ML region or use another model.")
-    unknown = sorted({z for z in numbers if z < 1 or z >= model.max_z})
-    if unknown:
-        raise ValueError(f"atomic numbers {unknown} are outside the model's range [1, {model.max_z - 1}]; this "
-                         "model cannot describe those elements. Choose another ML region or model.")
-    if atoms is None:
-        return numbers
-    selection = [int(a) for a in atoms]
-    if len(selection) != len(numbers):
-        raise ValueError(f"atoms has {len(selection)} entries but atomic_numbers has {len(numbers)}; give one "
-                         "atomic number per ML atom, in the order of atoms.")
-    if len(set(selection)) != len(selection):
-        raise ValueError("atoms contains duplicate indices.")
-    if min(selection) < 0 or (num_particles is not None and max(selection) >= num_particles):
-        raise ValueError(f"atoms must be particle indices in [0, {num_particles}); got min {min(selection)}, "
-                         f"max {max(selection)}.")
-    return numbers
-
-
 def export_torchscript(
     model: TensorNet,
     atomic_numbers: Sequence[int],
@@ -240,26 +190,12 @@ def export_torchscript(
         Energies in kJ/mol from positions in nm. ``.save(path)`` writes a file that loads with ``torch.jit.load``
         after ``import openmm_tensornet`` and :func:`openmm_tensornet.load_ops`.
     """
-    return torch.jit.script(_build_module(model, atomic_numbers, atoms, total_charge, periodic, num_particles,
-                                          neighbor_capacity, static_shapes, scaled))
-
-
-def _build_module(model: TensorNet, atomic_numbers: Sequence[int], atoms: Optional[Sequence[int]], total_charge: float,
-                  periodic: bool, num_particles: Optional[int], neighbor_capacity: Optional[int], static_shapes: bool,
-                  scaled: Optional[str]) -> TorchForceModule:
-    """The (unscripted) module of :func:`export_torchscript`, after checking the selection; shared by both backends."""
-    _check_selection(atomic_numbers, atoms, num_particles, model)
-    coulomb = model.coulomb
-    if periodic and coulomb is not None and coulomb.cutoff < 0:
-        raise ValueError("this model's Coulomb term sums over all pairs of the molecule (a tensornet2 model trained "
-                         "without coulomb_cutoff), which is not defined for a periodic ML system; use it for a "
-                         "molecule in vacuum or as the ML region of a mixed system (createMixedSystem), or use a "
-                         "model trained with a coulomb_cutoff.")
     if static_shapes and neighbor_capacity is None:
         raise ValueError("static_shapes needs a neighbor_capacity (see estimate_neighbor_capacity).")
-    geometry = "periodic" if periodic else ("molecule" if atoms is not None else "none")
-    return TorchForceModule(model, atomic_numbers, atoms, total_charge, geometry, neighbor_capacity, static_shapes,
-                            scaled)
+    spec = ForceSpec.of(atomic_numbers, atoms, total_charge, periodic=periodic, num_particles=num_particles,
+                        neighbor_capacity=neighbor_capacity).for_model(model)
+    return torch.jit.script(TorchForceModule(model, spec.atomic_numbers, spec.atoms, spec.total_charge,
+                                             spec.geometry, spec.neighbor_capacity, static_shapes, scaled))
 
 
 def create_torch_force(
@@ -276,7 +212,8 @@ def create_torch_force(
     box_vectors=None,
     global_parameter: Optional[str] = None,
 ):
-    """An ``openmmtorch.TorchForce`` evaluating ``model`` on the ML atoms (see :func:`export_torchscript`).
+    """An ``openmmtorch.TorchForce`` evaluating ``model`` on the ML atoms (see :func:`export_torchscript` and
+    :class:`openmm_tensornet.openmm.force_spec.ForceSpec` for the arguments).
 
     ``uses_box`` (default: ``periodic``) makes OpenMM pass the box to the module; set it for an ML region in a
     periodic MM system. The model is embedded in the force (and in the System XML), so no file must be kept.
@@ -290,61 +227,31 @@ def create_torch_force(
     ``global_parameter`` (e.g. ``"lambda_interpolate"``): the force's energy is that parameter x E_ML (default 1),
     and its derivative dE/dparameter = E_ML is available from ``State.getEnergyParameterDerivatives()``.
     """
+    spec = ForceSpec(tuple(atomic_numbers), None if atoms is None else tuple(atoms), float(total_charge), periodic,
+                     uses_box, force_group, num_particles, neighbor_capacity, box_vectors, global_parameter)
+    return torch_force(model, spec, cuda_graphs)
+
+
+def torch_force(model: TensorNet, spec: ForceSpec, cuda_graphs: bool = False):
+    """The ``openmmtorch.TorchForce`` of ``spec`` (see :func:`create_torch_force`)."""
     import openmmtorch
 
-    module, box_input = force_module(model, atomic_numbers, atoms, total_charge, periodic, uses_box, force_group,
-                                     num_particles, neighbor_capacity, cuda_graphs, box_vectors, global_parameter,
-                                     "cuda_graphs")
+    module = force_module(model, spec, cuda_graphs, "cuda_graphs")
     force = openmmtorch.TorchForce(torch.jit.script(module))
-    force.setUsesPeriodicBoundaryConditions(box_input)
-    force.setForceGroup(force_group)
+    force.setUsesPeriodicBoundaryConditions(spec.box_input)
+    force.setForceGroup(spec.force_group)
     if cuda_graphs:
         force.setProperty("useCUDAGraphs", "true")
-    if global_parameter is not None:
-        force.addGlobalParameter(global_parameter, 1.0)
-        force.addEnergyParameterDerivative(global_parameter)
+    if spec.global_parameter is not None:
+        force.addGlobalParameter(spec.global_parameter, 1.0)
+        force.addEnergyParameterDerivative(spec.global_parameter)
     return force
 
 
-def force_module(model: TensorNet, atomic_numbers: Sequence[int], atoms: Optional[Sequence[int]], total_charge: float,
-                 periodic: bool, uses_box: Optional[bool], force_group: int, num_particles: Optional[int],
-                 neighbor_capacity: Optional[int], static_shapes: bool, box_vectors, global_parameter: Optional[str],
-                 reason: str) -> Tuple[TorchForceModule, bool]:
-    """The module of an OpenMM force (either backend) and whether the force takes the box.
-
-    Checks the force group, sizes a neighbour capacity for ``static_shapes`` when none is given (``reason`` names the
-    option that asked for static shapes, for the error message) and picks the module's argument layout.
-    """
-    if not 0 <= force_group <= 31:
-        raise ValueError(f"force_group must be in [0, 31]; got {force_group}.")
-    box_input = bool(periodic if uses_box is None else uses_box)
-    if static_shapes and neighbor_capacity is None:
-        neighbor_capacity = static_capacity(model, len(atomic_numbers), periodic, box_vectors, reason)
-    scaled = None if global_parameter is None else ("box" if box_input else "nobox")
-    module = _build_module(model, atomic_numbers, atoms, total_charge, periodic, num_particles, neighbor_capacity,
-                           static_shapes, scaled)
-    return module, box_input
-
-
-def static_capacity(model: TensorNet, num_atoms: int, periodic: bool, box_vectors, reason: str) -> int:
-    """The neighbour capacity static shapes need (``reason`` names the option that needs them, for the error)."""
-    volume = None
-    if periodic:
-        if box_vectors is None:
-            raise ValueError(f"{reason} with a periodic ML system needs box_vectors (nm) to size the neighbour "
-                             "capacity, or an explicit neighbor_capacity.")
-        volume = _box_volume_nm3(box_vectors)
-    cutoff_nm = model.cutoff_upper / nm_to_length(model.length_unit)
-    return estimate_neighbor_capacity(num_atoms, cutoff_nm, volume)
-
-
-def _box_volume_nm3(box_vectors) -> float:
-    """Volume of a box given as three vectors (OpenMM ``Vec3``/``Quantity`` in nm, or plain numbers in nm)."""
-    rows = []
-    for vector in box_vectors:
-        if hasattr(vector, "value_in_unit"):
-            import openmm.unit as unit
-
-            vector = vector.value_in_unit(unit.nanometer)
-        rows.append([float(x) for x in vector])
-    return abs(float(torch.linalg.det(torch.tensor(rows, dtype=torch.float64))))
+def force_module(model: TensorNet, spec: ForceSpec, static_shapes: bool, reason: str) -> TorchForceModule:
+    """The (unscripted) module of an OpenMM force of either backend: ``spec`` checked against the model, with a
+    neighbour capacity sized for ``static_shapes`` when none is given (``reason`` names the option that asked for
+    static shapes, for the error message)."""
+    spec = spec.for_model(model, static_shapes, reason)
+    return TorchForceModule(model, spec.atomic_numbers, spec.atoms, spec.total_charge, spec.geometry,
+                            spec.neighbor_capacity, static_shapes, spec.scaled)

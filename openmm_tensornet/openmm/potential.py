@@ -13,7 +13,8 @@ import openmm.app as app
 import openmm.unit as unit
 
 from ..nn.model import TensorNet
-from .export import create_torch_force
+from .export import torch_force
+from .force_spec import ForceSpec
 from .interpolation import PARAMETER, subtraction_forces
 from .region_charges import predicted_charges, set_region_charges
 
@@ -95,8 +96,9 @@ class TensorNetPotential:
         if periodic:
             system.setDefaultPeriodicBoxVectors(*box)
         numbers = self._atomic_numbers(topology, list(range(len(atoms))))
-        system.addForce(_make_force(backend, torchCompile, cudaGraphs, self.model, numbers, None, charge,
-                                    periodic=periodic, neighbor_capacity=neighborCapacity, box_vectors=box))
+        spec = ForceSpec.of(numbers, None, charge, periodic=periodic, neighbor_capacity=neighborCapacity,
+                            box_vectors=box)
+        system.addForce(_make_force(backend, torchCompile, cudaGraphs, self.model, spec))
         if removeCMMotion:
             system.addForce(openmm.CMMotionRemover())
         return system
@@ -161,11 +163,10 @@ class TensorNetPotential:
         if removeConstraints:
             _remove_constraints(mixed, system, inside, interpolate)
         mixed.addForce(_region_bonds(region, system.usesPeriodicBoundaryConditions()))
-        mixed.addForce(_make_force(
-            backend, torchCompile, cudaGraphs, self.model, numbers, region, charge, periodic=False,
-            uses_box=system.usesPeriodicBoundaryConditions(), force_group=forceGroup,
-            num_particles=system.getNumParticles(), neighbor_capacity=neighborCapacity,
-            global_parameter=PARAMETER if interpolate else None))
+        spec = ForceSpec.of(numbers, region, charge, uses_box=system.usesPeriodicBoundaryConditions(),
+                            force_group=forceGroup, num_particles=system.getNumParticles(),
+                            neighbor_capacity=neighborCapacity, global_parameter=PARAMETER if interpolate else None)
+        mixed.addForce(_make_force(backend, torchCompile, cudaGraphs, self.model, spec))
         return mixed
 
 
@@ -196,15 +197,15 @@ def _check_backend(backend: str, torch_compile: bool, cuda_graphs: bool) -> None
         raise ValueError("cudaGraphs needs backend='TorchForce' (openmm-torch's C++ CUDA graphs).")
 
 
-def _make_force(backend: str, torch_compile: bool, cuda_graphs: bool, model: TensorNet, numbers, atoms, charge,
-                **options) -> openmm.Force:
-    """The ML force of the chosen backend (arguments of :func:`create_torch_force`)."""
+def _make_force(backend: str, torch_compile: bool, cuda_graphs: bool, model: TensorNet, spec: ForceSpec
+                ) -> openmm.Force:
+    """The ML force of ``spec`` with the chosen backend."""
     _check_backend(backend, torch_compile, cuda_graphs)
     if backend == "TorchForce":
-        return create_torch_force(model, numbers, atoms, charge, cuda_graphs=cuda_graphs, **options)
-    from .python_force import create_python_force
+        return torch_force(model, spec, cuda_graphs)
+    from .python_force import python_force
 
-    return create_python_force(model, numbers, atoms, charge, compile=torch_compile, **options)
+    return python_force(model, spec, torch_compile)
 
 
 def _region(atoms: Iterable[int], num_particles: int) -> List[int]:

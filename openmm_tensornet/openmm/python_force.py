@@ -20,6 +20,7 @@ import torch
 
 from ..nn.model import TensorNet
 from .export import TorchForceModule, force_module
+from .force_spec import ForceSpec
 
 
 class TensorNetComputation:
@@ -79,21 +80,11 @@ def _inductor_cache_dir() -> str:
     return str(cache_root() / "inductor" / (library.parent.name if library is not None else "pure-torch-ops"))
 
 
-def create_python_force(
-    model: TensorNet,
-    atomic_numbers: Sequence[int],
-    atoms: Optional[Sequence[int]] = None,
-    total_charge: float = 0.0,
-    periodic: bool = False,
-    uses_box: Optional[bool] = None,
-    force_group: int = 0,
-    num_particles: Optional[int] = None,
-    neighbor_capacity: Optional[int] = None,
-    global_parameter: Optional[str] = None,
-    compile: bool = False,
-    box_vectors=None,
-):
-    """An ``openmm.PythonForce`` evaluating ``model`` on the ML atoms; arguments as :func:`create_torch_force`.
+def create_python_force(model: TensorNet, atomic_numbers: Sequence[int], atoms: Optional[Sequence[int]] = None,
+                        total_charge: float = 0.0, compile: bool = False, **options):
+    """An ``openmm.PythonForce`` evaluating ``model`` on the ML atoms; the other keyword arguments (``periodic``,
+    ``uses_box``, ``force_group``, ``num_particles``, ``neighbor_capacity``, ``box_vectors``, ``global_parameter``)
+    as :func:`openmm_tensornet.create_torch_force` (:class:`openmm_tensornet.openmm.force_spec.ForceSpec`).
 
     ``compile=True`` runs the module through ``torch.compile`` (compiled on the first evaluation, which takes
     about half a minute), with static shapes: a neighbour capacity sized from the density as for CUDA graphs
@@ -101,16 +92,19 @@ def create_python_force(
     ``False`` runs the module eagerly. It runs where ``model`` is: move the model to a GPU (``model.to("cuda")``
     or ``load_model(path, device="cuda")``) to evaluate it there; positions and forces are copied each step.
     """
+    return python_force(model, ForceSpec.of(atomic_numbers, atoms, total_charge, **options), compile)
+
+
+def python_force(model: TensorNet, spec: ForceSpec, compile: bool = False):
+    """The ``openmm.PythonForce`` of ``spec`` (see :func:`create_python_force`)."""
     import openmm
 
     # compile=True: static shapes (a padded neighbour list), so torch.compile compiles once, not every step.
-    module, box_input = force_module(model, atomic_numbers, atoms, total_charge, periodic, uses_box, force_group,
-                                     num_particles, neighbor_capacity, compile, box_vectors, global_parameter,
-                                     "compile=True")
-    computation = TensorNetComputation(module, box_input, global_parameter, compile)
-    parameters = {} if global_parameter is None else {global_parameter: 1.0}
+    module = force_module(model, spec, compile, "compile=True")
+    computation = TensorNetComputation(module, spec.box_input, spec.global_parameter, compile)
+    parameters = {} if spec.global_parameter is None else {spec.global_parameter: 1.0}
     force = openmm.PythonForce(computation, parameters)
-    force.setUsesPeriodicBoundaryConditions(box_input)
-    force.setForceGroup(force_group)
+    force.setUsesPeriodicBoundaryConditions(spec.box_input)
+    force.setForceGroup(spec.force_group)
     force.setName("TensorNet (PythonForce" + (", torch.compile)" if compile else ")"))
     return force
