@@ -1,7 +1,7 @@
 """Element symbols and masses by atomic number, for the layers that must not import OpenMM (the model).
 
 The values are those of OpenMM 8.6 `openmm.app.element` (dalton), copied so that `nn/` stays free of OpenMM;
-`tests/test_architecture.py` checks them against OpenMM's table.
+`tests/unit/test_architecture.py` checks them against OpenMM's table.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Run by tests/test_free_energy.py under ``mpirun -n 2``: a tiny alanine-dipeptide (vacuum) MM -> ML/MM leg.
+"""Run by tests/integration/test_free_energy.py under ``mpirun -n 2``: a tiny alanine-dipeptide (vacuum) MM -> ML/MM leg.
 
 Usage: ``mpirun -n 2 python tests/mpi_free_energy_driver.py OUTPUT``; rank 0 writes OUTPUT/result.json.
 """

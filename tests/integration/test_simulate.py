@@ -13,7 +13,7 @@ import pytest
 
 from openmm_tensornet.app.simulate import SimulationError, build_simulation, prepare, restart_simulation, run
 
-SYSTEMS = Path(__file__).resolve().parents[1] / "systems"
+SYSTEMS = Path(__file__).resolve().parents[2] / "systems"
 EXAMPLES = {
     "alanine-dipeptide-vacuum": dict(ml_atoms=22, pure_ml=True),
     "alanine-dipeptide-water": dict(ml_atoms=22, pure_ml=False),

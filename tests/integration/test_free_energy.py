@@ -28,7 +28,7 @@ from openmm_tensornet.app.free_energy_analysis import Estimate, analyze_storage
 from openmm_tensornet.app.free_energy_cli import add_parser, sampling_options
 
 HERE = Path(__file__).resolve().parent
-PDB = HERE.parent / "systems" / "alanine-dipeptide-vacuum" / "input.pdb"
+PDB = HERE.parents[1] / "systems" / "alanine-dipeptide-vacuum" / "input.pdb"
 KJ = unit.kilojoule_per_mole
 # sigma of the ML-MM energy gap here is about 11 kJ/mol (4.4 kT); lambda steps of 0.2 keep neighbour overlap > 0.1.
 LAMBDAS = list(np.linspace(0.0, 1.0, 6))
@@ -224,7 +224,7 @@ def test_mpi_two_ranks(tmp_path):
         pytest.skip("mpirun/mpiexec not found (install mpich or openmpi to test the MPI path)")
     pytest.importorskip("mpi4py", reason="mpi4py is needed for openmmtools' MPI path")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENMM_CPU_THREADS": "1"}
-    run = subprocess.run([mpirun, "-n", "2", sys.executable, str(HERE / "mpi_free_energy_driver.py"), str(tmp_path)],
+    run = subprocess.run([mpirun, "-n", "2", sys.executable, str(HERE.parent / "mpi_free_energy_driver.py"), str(tmp_path)],
                          env=env, capture_output=True, text=True, timeout=400)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
@@ -240,7 +240,7 @@ def test_free_energy_command_runs_a_ligand_cycle(tmp_path, monkeypatch):
     end on openmmtools' T4 ligand (MOL2): vacuum and solvent legs (GAFF2/AM1-BCC at lambda = 0), the storage
     reopening to the printed values, the cycle's difference."""
     monkeypatch.setenv("OPENMM_TENSORNET_LIGAND_CACHE", str(tmp_path / "cache"))
-    ligand = HERE.parent / "systems" / "t4-lysozyme-l99a-mol2" / "ligand.mol2"
+    ligand = HERE.parents[1] / "systems" / "t4-lysozyme-l99a-mol2" / "ligand.mol2"
     output = tmp_path / "fe"
     mpirun = shutil.which("mpirun")
     launcher = [mpirun, "-n", "2"] if mpirun and importlib.util.find_spec("mpi4py") else []
@@ -274,7 +274,7 @@ def test_complex_leg_runs_with_the_receptor(tmp_path, monkeypatch):
     from openmm_tensornet import ligand_legs
 
     monkeypatch.setenv("OPENMM_TENSORNET_LIGAND_CACHE", str(tmp_path / "cache"))
-    folder = HERE.parent / "systems" / "t4-lysozyme-l99a-mol2"
+    folder = HERE.parents[1] / "systems" / "t4-lysozyme-l99a-mol2"
     result = ligand_legs(folder / "ligand.mol2", folder / "receptor.pdb", ["complex"], output=tmp_path / "fe",
                          complex_solvent=False, lambdas=[0.0, 0.5, 1.0], iterations=2, steps_per_iteration=5,
                          equilibration_iterations=0, neq_switches=1, neq_steps=5, platform="CPU", seed=4)

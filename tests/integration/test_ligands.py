@@ -25,7 +25,7 @@ from openmm_tensornet.openmm.ligand_forcefield import ligand_forcefield_xml, par
 from openmm_tensornet.openmm.ligands import LigandError, read_ligands
 from openmm_tensornet.app.simulate import SimulationError, prepare
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 T4 = ROOT / "systems" / "t4-lysozyme-l99a-mol2"
 KJ = unit.kilojoule_per_mole
 

@@ -19,7 +19,7 @@ from openmm_tensornet.ops.neighbors import neighbor_search_reference
 from openmm_tensornet.ops.contract import declared_schemas
 from openmm_tensornet.ops.library import require_compiled_ops, source_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CUTOFF = 1.0
 
 BOXES = {

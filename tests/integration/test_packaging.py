@@ -14,7 +14,7 @@ import yaml
 
 from openmm_tensornet.ops import abi
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 try:
     import tomllib

@@ -13,7 +13,8 @@ import torch
 from conftest import small_model
 from test_openmm_integration import alanine_dipeptide, evaluate
 
-from openmm_tensornet import TensorNetPotential, create_python_force, deserialize_system, serialize_system
+from openmm_tensornet import (TensorNet, TensorNetPotential, create_python_force, create_torch_force, deserialize_system,
+                              serialize_system)
 
 KJ = unit.kilojoule_per_mole
 
@@ -123,3 +124,29 @@ def test_a_python_force_of_a_gpu_model_equals_the_cpu_one():
         context.setPositions(positions)
         energies.append(context.getState(getEnergy=True).getPotentialEnergy()._value)
     assert energies[0] == pytest.approx(energies[1], rel=1e-9)
+
+
+def test_both_backends_build_the_same_energy_from_one_spec():
+    import openmm
+
+    openmmtorch = pytest.importorskip("openmmtorch")
+    del openmmtorch
+    positions = [[0.0, 0.0, 0.0], [0.096, 0.0, 0.0], [-0.024, 0.093, 0.0]]
+    energies = []
+    for force in (create_torch_force(spec_model(), [8, 1, 1], force_group=3),
+                  create_python_force(spec_model(), [8, 1, 1], force_group=3)):
+        assert force.getForceGroup() == 3
+        system = openmm.System()
+        for _ in range(3):
+            system.addParticle(12.0)
+        system.addForce(force)
+        context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
+        context.setPositions(positions)
+        energies.append(context.getState(getEnergy=True, groups={3}).getPotentialEnergy()._value)
+    assert energies[0] == pytest.approx(energies[1], rel=1e-5)
+    assert energies[0] != 0.0
+
+
+def spec_model():
+    torch.manual_seed(0)
+    return TensorNet(hidden_channels=8, num_layers=1, num_rbf=4, cutoff_upper=4.0, max_z=18, elements=[1, 6, 8])

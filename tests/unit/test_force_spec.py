@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from openmm_tensornet import ForceSpec, TensorNet, create_python_force, create_torch_force
+from openmm_tensornet import ForceSpec, TensorNet, create_python_force
 from openmm_tensornet.openmm.force_spec import box_volume_nm3, estimate_neighbor_capacity
 
 
@@ -71,23 +71,3 @@ def test_box_volume_of_a_triclinic_box():
     box = [[2.0, 0.0, 0.0], [0.5, 1.8, 0.0], [0.3, 0.4, 1.7]]
     assert box_volume_nm3(box) == pytest.approx(abs(np.linalg.det(np.array(box))))
 
-
-def test_both_backends_build_the_same_energy_from_one_spec():
-    import openmm
-
-    openmmtorch = pytest.importorskip("openmmtorch")
-    del openmmtorch
-    positions = [[0.0, 0.0, 0.0], [0.096, 0.0, 0.0], [-0.024, 0.093, 0.0]]
-    energies = []
-    for force in (create_torch_force(model(), [8, 1, 1], force_group=3),
-                  create_python_force(model(), [8, 1, 1], force_group=3)):
-        assert force.getForceGroup() == 3
-        system = openmm.System()
-        for _ in range(3):
-            system.addParticle(12.0)
-        system.addForce(force)
-        context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
-        context.setPositions(positions)
-        energies.append(context.getState(getEnergy=True, groups={3}).getPotentialEnergy()._value)
-    assert energies[0] == pytest.approx(energies[1], rel=1e-5)
-    assert energies[0] != 0.0

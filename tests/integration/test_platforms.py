@@ -80,7 +80,7 @@ def test_the_cuda_extra_pins_the_wheels_of_the_pinned_versions():
 
     tomllib = pytest.importorskip("tomllib")
 
-    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
     extra = project["optional-dependencies"]["cuda"]
     pins = {requirement.split("==")[0]: requirement.split("==")[1] for requirement in extra}
     assert pins == {"openmm-cuda-12": "8.6.1", "openmm-torch-cuda-12": "1.5"}

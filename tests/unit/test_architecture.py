@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "openmm_tensornet"
+PACKAGE = Path(__file__).resolve().parents[2] / "openmm_tensornet"
 LAYERS = {"": 0, "ops": 1, "nn": 2, "io": 3, "openmm": 4, "training": 5, "app": 6}  # "": choices, elements, units (foundation)
 OPENMM_FREE = {"", "ops", "nn"}  # the model math never imports OpenMM (nor openmm-torch, openmm-ml, openmmtools)
 OPENMM_PACKAGES = {"openmm", "openmmtorch", "openmmml", "openmmtools"}

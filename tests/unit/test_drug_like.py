@@ -14,7 +14,7 @@ from openmm_tensornet.training.datagen import (  # noqa: E402
     WATER, Structure, clashes, covalent_bonds, distort_bond, make_dimers, place_pair, sample_and_label)
 from openmm_tensornet.training.drug_like import protonate_ph7, select_drug_like  # noqa: E402
 
-RECIPE = Path(__file__).parent.parent / "recipes" / "default_model"
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "default_model"
 
 
 @pytest.mark.parametrize("smiles, expected, heteroaromatic", [
