@@ -12,6 +12,7 @@ from ..ops.messages import tensor_embedding
 from ..ops.pairs import PairIndex
 from ..ops.reference import embedding_gate_reference, radial_mlp_reference, tensor_embedding_reference
 from ..ops.tensors import part_rows
+from .plan import ExecutionPlan
 
 
 def scatter_sum(values: Tensor, index: Tensor, num_atoms: int) -> Tensor:
@@ -73,6 +74,13 @@ class TensorEmbedding(nn.Module):
         loop = cutoff_zero.unsqueeze(1) * self.radial_linear(rbf_zero)[:, :self.hidden_channels]
         return (receiver_term + sender_term) * loop * math.sqrt(3.0)
 
+    def weights_constant(self) -> bool:
+        """Whether none of the weights needs a gradient (their whole-layer ops can run)."""
+        return not (self.pair_linear.weight.requires_grad or self.atom_embedding.weight.requires_grad
+                    or self.radial_linear.weight.requires_grad or self.component_mix[0].weight.requires_grad
+                    or self.scalar_mlp[0].weight.requires_grad or self.scalar_mlp[1].weight.requires_grad
+                    or self.norm.weight.requires_grad)
+
     def mix_weights(self) -> Tensor:
         return torch.stack((self.component_mix[0].weight, self.component_mix[1].weight, self.component_mix[2].weight))
 
@@ -93,40 +101,37 @@ class TensorEmbedding(nn.Module):
 
     def forward(
         self, z: Tensor, pairs: Tensor, index: PairIndex, cutoff: Tensor, edge: Tensor, rbf: Tensor,
-        rbf_zero: Tensor, cutoff_zero: Tensor, compiled: bool,
+        rbf_zero: Tensor, cutoff_zero: Tensor, plan: ExecutionPlan,
     ) -> Tensor:
         """``pairs [2, P]`` half list (padding rows index 0 with zero weight; ``index`` holds the raw list and its
         CSR indices), ``cutoff [P]`` the cosine cutoff of the distances, ``edge [P, 9]`` the components of the edge
         tensors of each pair's unit vector (:func:`openmm_tensornet.ops.tensors.edge_components`), ``rbf [P, K]``, and
-        ``rbf_zero [1, K]``, ``cutoff_zero [1]`` at distance 0 (the self-loops); ``compiled`` selects the compiled
-        ops."""
+        ``rbf_zero [1, K]``, ``cutoff_zero [1]`` at distance 0 (the self-loops); ``plan`` says which implementations
+        run."""
         f = self.hidden_channels
-        frozen = (compiled and self.frozen_receiver.numel() > 0 and not self.pair_linear.weight.requires_grad
-                  and not self.atom_embedding.weight.requires_grad and not self.radial_linear.weight.requires_grad
-                  and not self.component_mix[0].weight.requires_grad)
-        if frozen:
+        if plan.frozen_atoms:
             receiver_term, sender_term = self.frozen_receiver, self.frozen_sender
         else:
             receiver_term, sender_term = self.pair_terms(z)  # [N, F] each
         weights = [self.radial_linear.weight]
         biases = [self.radial_linear.bias]
-        if compiled and not self.radial_linear.weight.requires_grad:
+        if plan.constant_weights:
             radial = torch.ops.openmm_tensornet.radial_mlp(rbf, cutoff, weights, biases, "none")
         else:
             radial = radial_mlp_reference(rbf, cutoff, weights, biases, "none")
         radial = radial.view(-1, 3, f)
-        if compiled:
+        if plan.compiled:
             features = tensor_embedding(radial, edge, receiver_term, sender_term, index)
         else:
             features = tensor_embedding_reference(radial, edge, receiver_term, sender_term, pairs)
         # Self-loops: distance 0, zero vector -> the identity part only, component sqrt(3).
-        if frozen:
+        if plan.frozen_atoms:
             loop_scalar, mix_weights = self.frozen_loop, self.frozen_mix
         else:
             loop_scalar = self.loop_term(receiver_term, sender_term, rbf_zero, cutoff_zero)
             mix_weights = self.mix_weights()
         first, second = self.scalar_mlp[0], self.scalar_mlp[1]
-        if compiled and not mix_weights.requires_grad and not first.weight.requires_grad:
+        if plan.constant_weights:
             return torch.ops.openmm_tensornet.embedding_gate(
                 features, loop_scalar, self.norm.weight, self.norm.bias, self.norm.eps, first.weight, first.bias,
                 second.weight, second.bias, self.activation_name, mix_weights)

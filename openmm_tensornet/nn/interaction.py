@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from ..ops.pairs import PairIndex, pair_index
 from ..ops.reference import interaction_reference, radial_mlp_reference
 from ..ops.tensors import basis, part_rows
+from .plan import ExecutionPlan
 
 
 class Interaction(nn.Module):
@@ -68,6 +69,12 @@ class Interaction(nn.Module):
         empty = torch.zeros(0, dtype=self.basis_matrix.dtype, device=self.basis_matrix.device)
         self.frozen_loop, self.frozen_mix_in, self.frozen_mix_out = empty, empty.clone(), empty.clone()
 
+    def weights_constant(self) -> bool:
+        """Whether none of the weights needs a gradient (the whole-layer op can run)."""
+        return not (self.radial_mlp[0].weight.requires_grad or self.radial_mlp[1].weight.requires_grad
+                    or self.radial_mlp[2].weight.requires_grad or self.mix_in[0].weight.requires_grad
+                    or self.mix_out[0].weight.requires_grad)
+
     def mix_weights(self) -> Tuple[Tensor, Tensor]:
         """The I, A and S mixing matrices before and after the messages, each stacked as ``[3, F, F]``."""
         mix_in = torch.stack((self.mix_in[0].weight, self.mix_in[1].weight, self.mix_in[2].weight))
@@ -89,47 +96,48 @@ class Interaction(nn.Module):
 
     def forward(
         self, features: Tensor, pairs: Tensor, index: PairIndex, cutoff: Tensor, rbf: Tensor, rbf_zero: Tensor,
-        cutoff_zero: Tensor, charge_factor: Tensor, compiled: bool, charges: Optional[Tensor] = None,
+        cutoff_zero: Tensor, charge_factor: Tensor, plan: ExecutionPlan, charges: Optional[Tensor] = None,
     ) -> Tensor:
         """``cutoff [P]``: the cosine cutoff of the pair distances; ``rbf_zero``, ``cutoff_zero``: both at distance
-        0 (the self-loop). ``compiled``: the compiled ops (the whole layer is one op when the weights are frozen).
+        0 (the self-loop). ``plan``: which implementations run (the whole layer is one op with constant weights).
         ``charges [N, q]``: the predicted charge channels (``charge_channels > 0`` only)."""
-        frozen = compiled and not self.radial_mlp[0].weight.requires_grad
         if charges is not None:
             return self._forward_with_charges(features, pairs, index, cutoff, rbf, rbf_zero, cutoff_zero,
-                                              charge_factor, compiled, frozen, charges)
-        radial = self.radial_weights(rbf, cutoff, frozen)
-        if frozen and self.frozen_loop.numel() > 0 and not self.mix_in[0].weight.requires_grad:
+                                              charge_factor, plan, charges)
+        fused = plan.constant_weights
+        radial = self.radial_weights(rbf, cutoff, fused)
+        if plan.frozen_atoms:
             loop, mix_in, mix_out = self.frozen_loop, self.frozen_mix_in, self.frozen_mix_out
         else:
-            loop = self.radial_weights(rbf_zero, cutoff_zero, frozen)[0]  # [3, F]
+            loop = self.radial_weights(rbf_zero, cutoff_zero, fused)[0]  # [3, F]
             mix_in, mix_out = self.mix_weights()
-        if frozen and not self.mix_in[0].weight.requires_grad:
+        if fused:
             return torch.ops.openmm_tensornet.tensor_interaction(
                 features, radial, loop, charge_factor, mix_in, mix_out, index.pairs, index.first_ptr,
                 index.second_order, index.second_ptr, self.so3,
             )
         return interaction_reference(features, radial, loop, charge_factor, mix_in, mix_out, pairs, index, self.so3,
-                                     self.basis_matrix, compiled)
+                                     self.basis_matrix, plan.compiled)
 
     def _forward_with_charges(
         self, features: Tensor, pairs: Tensor, index: PairIndex, cutoff: Tensor, rbf: Tensor, rbf_zero: Tensor,
-        cutoff_zero: Tensor, charge_factor: Tensor, compiled: bool, frozen: bool, charges: Tensor,
+        cutoff_zero: Tensor, charge_factor: Tensor, plan: ExecutionPlan, charges: Tensor,
     ) -> Tensor:
+        frozen = plan.constant_weights
         first, second = charges.index_select(0, pairs[0]), charges.index_select(0, pairs[1])
         to_first = self.radial_weights(torch.cat((rbf, first, second), dim=1), cutoff, frozen)
         to_second = self.radial_weights(torch.cat((rbf, second, first), dim=1), cutoff, frozen)
         num_atoms = charges.shape[0]
         loop_input = torch.cat((rbf_zero.expand(num_atoms, -1), charges, charges), dim=1)
         loop = self.radial_weights(loop_input, cutoff_zero.expand(num_atoms), frozen)  # [N, 3, F], per atom
-        if frozen and self.frozen_mix_in.numel() > 0 and not self.mix_in[0].weight.requires_grad:
+        if plan.frozen_atoms:
             mix_in, mix_out = self.frozen_mix_in, self.frozen_mix_out
         else:
             mix_in, mix_out = self.mix_weights()
-        if frozen and not self.mix_in[0].weight.requires_grad:
+        if frozen:
             return self._fused_directed(features, pairs, to_first, to_second, loop, mix_in, mix_out)
         return interaction_reference(features, to_first, loop, charge_factor, mix_in, mix_out, pairs, index, self.so3,
-                                     self.basis_matrix, compiled, to_second)
+                                     self.basis_matrix, plan.compiled, to_second)
 
     def _fused_directed(self, features: Tensor, pairs: Tensor, to_first: Tensor, to_second: Tensor, loop: Tensor,
                         mix_in: Tensor, mix_out: Tensor) -> Tensor:

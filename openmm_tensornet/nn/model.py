@@ -30,6 +30,7 @@ from .dispersion import D2Prior
 from .embedding import TensorEmbedding, scatter_sum
 from .heads import MLP, DipoleHead, PolarizabilityHead
 from .interaction import Interaction
+from .plan import ExecutionPlan
 from .repulsion import ZBLPrior, ZBLRepulsion
 
 
@@ -311,6 +312,18 @@ class TensorNet(nn.Module):
         labels = torch.as_tensor([] if atom_labels is None else list(atom_labels), dtype=torch.long)
         self.atom_labels = labels.to(self.atomref.device)
 
+    def plan(self, pos: Tensor, means: Tensor) -> ExecutionPlan:
+        """The implementations of this call (:class:`openmm_tensornet.nn.plan.ExecutionPlan`), decided once: compiled
+        ops in eval mode (``use_compiled_ops``); whole-layer ops when no weight needs a gradient; precomputed per-atom
+        constants after :meth:`freeze_for_inference`; the one-pass pair geometry on the CPU with a fixed radial basis
+        (``means``)."""
+        compiled = self.use_compiled_ops and not self.training
+        constant = compiled and not self.readout_linear.weight.requires_grad and self.embedding.weights_constant()
+        for layer in self.layers:
+            constant = constant and layer.weights_constant()
+        return ExecutionPlan(compiled, constant, constant and self.frozen_z.numel() > 0,
+                             compiled and pos.device.type == "cpu" and not means.requires_grad)
+
     def _pairs(self, pos: Tensor, box: Optional[Tensor], batch: Tensor, fused: bool
                ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Optional[Tensor]]:
         """Half-list pairs (each unordered pair once): raw indices (padding -1), safe indices (padding 0), vectors,
@@ -462,8 +475,9 @@ class TensorNet(nn.Module):
         if compute_forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
 
-        compiled = self.use_compiled_ops and not self.training
-        raw_pairs, pairs, vectors, distances, overflow = self._pairs(pos, box, batch, compiled)
+        means, betas = self.rbf.basis_tensors()
+        plan = self.plan(pos, means)
+        raw_pairs, pairs, vectors, distances, overflow = self._pairs(pos, box, batch, plan.compiled)
         if self.error != "":
             return self._failed_output(pos, batch, compute_forces)
         if (self.check_inputs or self.defer_errors) and bool((distances == 0).any()):
@@ -474,7 +488,7 @@ class TensorNet(nn.Module):
                 raise ValueError(message)
             self.error = message
             return self._failed_output(pos, batch, compute_forces)
-        frozen = compiled and self.frozen_z.numel() > 0 and not self.readout_linear.weight.requires_grad
+        frozen = plan.frozen_atoms
         if frozen and not torch.equal(z, self.frozen_z):
             message = ("this model was frozen for inference on other atoms (freeze_for_inference); evaluate the "
                        "atoms it was frozen for, or use an unfrozen copy of the model.")
@@ -482,11 +496,10 @@ class TensorNet(nn.Module):
                 raise ValueError(message)
             self.error = message
             return self._failed_output(pos, batch, compute_forces)
-        index = pair_index(raw_pairs, num_atoms, compiled)
+        index = pair_index(raw_pairs, num_atoms, plan.compiled)
         # TensorNet's graph includes a self-loop per atom (distance 0, zero vector); every layer handles it per atom.
         zero = torch.zeros(1, dtype=pos.dtype, device=pos.device)
-        means, betas = self.rbf.basis_tensors()
-        if compiled and pos.device.type == "cpu" and not means.requires_grad:
+        if plan.fused_geometry:
             # One compiled pass (CPU inference): radial basis, cutoff and edge components of every pair.
             rbf, cutoff, edge, _, _ = torch.ops.openmm_tensornet.pair_geometry(
                 vectors, distances, means, betas, self.cutoff_lower, self.cutoff_upper, self.rbf.rbf_type)
@@ -502,23 +515,23 @@ class TensorNet(nn.Module):
             cutoff = self.cutoff(distances)  # the same cosine cutoff in the embedding and every layer
             rbf_zero = self.rbf(zero)
             cutoff_zero = self.cutoff(zero)
-        features = self.embedding(z, pairs, index, cutoff, edge, rbf, rbf_zero, cutoff_zero, compiled)
+        features = self.embedding(z, pairs, index, cutoff, edge, rbf, rbf_zero, cutoff_zero, plan)
         predicted: List[Tensor] = []
         embedding_charges = self.embedding_charges
         if embedding_charges is not None:
             charge_factor = torch.ones_like(pos[:, 0])
             predicted.append(embedding_charges(features, batch, total_charge, num_molecules))
             for layer, predictor in zip(self.layers, self.layer_charges):
-                features = layer(features, pairs, index, cutoff, rbf, rbf_zero, cutoff_zero, charge_factor, compiled,
+                features = layer(features, pairs, index, cutoff, rbf, rbf_zero, cutoff_zero, charge_factor, plan,
                                  predicted[-1])
                 predicted.append(predictor(features, batch, total_charge, num_molecules))
         else:
             charge_factor = 1.0 + 0.1 * total_charge[batch]
             for layer in self.layers:
-                features = layer(features, pairs, index, cutoff, rbf, rbf_zero, cutoff_zero, charge_factor, compiled)
+                features = layer(features, pairs, index, cutoff, rbf, rbf_zero, cutoff_zero, charge_factor, plan)
 
         norm, linear, eps = self.readout_norm, self.readout_linear, self.readout_norm.eps
-        if compiled and not linear.weight.requires_grad:
+        if plan.constant_weights:
             scalars = torch.ops.openmm_tensornet.invariant_readout(features, norm.weight, norm.bias, eps,
                                                                    linear.weight, linear.bias, self.activation)
         else:

@@ -66,6 +66,7 @@ class TensorNetPotentialImpl(MLPotentialImpl):
 
     def addForces(self, topology: app.Topology, system: openmm.System, atoms: Optional[Iterable[int]],
                   forceGroup: int, **args) -> None:
+        from .force_spec import ForceSpec
         from .potential import _make_force, _region
 
         options = _options(args)
@@ -80,12 +81,11 @@ class TensorNetPotentialImpl(MLPotentialImpl):
             count = system.getNumParticles() or topology.getNumAtoms()
             indices = _region(atoms, count)
             numbers = potential._atomic_numbers(topology, indices)
-        force = _make_force(
-            options.get("backend", "TorchForce"), options.get("torchCompile", False), options.get("cudaGraphs", False),
-            potential.model, numbers, indices, options.get("charge", 0.0),
-            periodic=atoms is None and box is not None,
-            uses_box=box is not None, force_group=forceGroup, num_particles=None,
-            neighbor_capacity=options.get("neighborCapacity"), box_vectors=box)
+        spec = ForceSpec.of(numbers, indices, options.get("charge", 0.0), periodic=atoms is None and box is not None,
+                            uses_box=box is not None, force_group=forceGroup,
+                            neighbor_capacity=options.get("neighborCapacity"), box_vectors=box)
+        force = _make_force(options.get("backend", "TorchForce"), options.get("torchCompile", False),
+                            options.get("cudaGraphs", False), potential.model, spec)
         system.addForce(force)
 
     def getSupportedEmbeddings(self) -> List[str]:
