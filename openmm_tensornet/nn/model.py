@@ -332,13 +332,11 @@ class TensorNet(nn.Module):
         and distances from the compiled op (inference)."""
         capacity = self.neighbor_capacity
         if capacity < 0:
-            pairs = neighbor_pairs(pos, self.cutoff_upper, box, batch, half=True,
-                                   check_inputs=self.check_inputs and not self.defer_errors, fused=fused)
+            pairs = neighbor_pairs(pos, self.cutoff_upper, box, batch, half=True, check_inputs=False, fused=fused)
             return pairs.indices, pairs.indices, pairs.vectors, pairs.distances, None
         half_capacity = capacity // 2
         pairs = neighbor_pairs(pos, self.cutoff_upper, box, batch, max_pairs=half_capacity, half=True,
-                               check_inputs=self.check_inputs and not self.defer_errors, check_overflow=False,
-                               fused=fused)
+                               check_inputs=False, check_overflow=False, fused=fused)
         overflow: Optional[Tensor] = None
         if self.static_neighbors and pos.is_cuda:
             overflow = pairs.num_pairs > half_capacity
@@ -396,10 +394,9 @@ class TensorNet(nn.Module):
                 raise ValueError("atomic numbers must lie in [1, " + str(self.max_z - 1) + "] (max_z = "
                                  + str(self.max_z) + "); got " + str(bad[:10])
                                  + ". Use a model trained with a larger max_z, or check the input.")
-        if not bool(torch.isfinite(pos).all()):
-            bad_atoms: List[int] = torch.nonzero(~torch.isfinite(pos).all(-1)).flatten().tolist()
-            raise ValueError("positions contain NaN or infinity at atom indices " + str(bad_atoms[:10])
-                             + "; the structure or the simulation has blown up.")
+        problem = nonfinite_positions_problem(pos)
+        if problem != "":
+            raise ValueError(problem)
         if batch is not None:
             if batch.dim() != 1 or batch.shape[0] != z.shape[0] or batch.dtype != torch.long:
                 raise ValueError("batch must be an int64 tensor of shape [N] = [" + str(z.shape[0])
@@ -407,8 +404,9 @@ class TensorNet(nn.Module):
             if batch.shape[0] > 0 and (bool((batch < 0).any()) or bool((batch[1:] < batch[:-1]).any())):
                 raise ValueError("batch must be non-negative and sorted (atoms of each molecule contiguous).")
         if box is not None:
-            if box.shape != (3, 3):
-                raise ValueError("box must have shape [3, 3] (rows a, b, c); got " + str(list(box.shape)) + ".")
+            problem = box_problem(box, self.cutoff_upper)
+            if problem != "":
+                raise ValueError(problem)
         if total_charge is not None:
             if total_charge.dim() != 1:
                 raise ValueError("total_charge must be a 1-D tensor with one value per molecule; got shape "
@@ -477,6 +475,7 @@ class TensorNet(nn.Module):
 
         means, betas = self.rbf.basis_tensors()
         plan = self.plan(pos, means)
+        # The inputs were checked above (check_inputs, or defer_errors' checks): the neighbour list does not again.
         raw_pairs, pairs, vectors, distances, overflow = self._pairs(pos, box, batch, plan.compiled)
         if self.error != "":
             return self._failed_output(pos, batch, compute_forces)

@@ -35,7 +35,7 @@ def test_nan_positions_name_the_atom(model, inputs):
     z, pos = inputs
     pos = pos.clone()
     pos[4, 1] = float("nan")
-    with pytest.raises(ValueError, match=r"NaN or infinity at atom indices \[4\]"):
+    with pytest.raises(ValueError, match=r"positions of atoms \[4\] contain NaN or infinity"):
         model(z, pos)
 
 
