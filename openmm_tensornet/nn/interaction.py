@@ -123,18 +123,18 @@ class Interaction(nn.Module):
         self, features: Tensor, pairs: Tensor, index: PairIndex, cutoff: Tensor, rbf: Tensor, rbf_zero: Tensor,
         cutoff_zero: Tensor, charge_factor: Tensor, plan: ExecutionPlan, charges: Tensor,
     ) -> Tensor:
-        frozen = plan.constant_weights
+        fused = plan.constant_weights
         first, second = charges.index_select(0, pairs[0]), charges.index_select(0, pairs[1])
-        to_first = self.radial_weights(torch.cat((rbf, first, second), dim=1), cutoff, frozen)
-        to_second = self.radial_weights(torch.cat((rbf, second, first), dim=1), cutoff, frozen)
+        to_first = self.radial_weights(torch.cat((rbf, first, second), dim=1), cutoff, fused)
+        to_second = self.radial_weights(torch.cat((rbf, second, first), dim=1), cutoff, fused)
         num_atoms = charges.shape[0]
         loop_input = torch.cat((rbf_zero.expand(num_atoms, -1), charges, charges), dim=1)
-        loop = self.radial_weights(loop_input, cutoff_zero.expand(num_atoms), frozen)  # [N, 3, F], per atom
+        loop = self.radial_weights(loop_input, cutoff_zero.expand(num_atoms), fused)  # [N, 3, F], per atom
         if plan.frozen_atoms:
             mix_in, mix_out = self.frozen_mix_in, self.frozen_mix_out
         else:
             mix_in, mix_out = self.mix_weights()
-        if frozen:
+        if fused:
             return self._fused_directed(features, pairs, to_first, to_second, loop, mix_in, mix_out)
         return interaction_reference(features, to_first, loop, charge_factor, mix_in, mix_out, pairs, index, self.so3,
                                      self.basis_matrix, plan.compiled, to_second)

@@ -227,8 +227,9 @@ def create_torch_force(
     ``global_parameter`` (e.g. ``"lambda_interpolate"``): the force's energy is that parameter x E_ML (default 1),
     and its derivative dE/dparameter = E_ML is available from ``State.getEnergyParameterDerivatives()``.
     """
-    spec = ForceSpec(tuple(atomic_numbers), None if atoms is None else tuple(atoms), float(total_charge), periodic,
-                     uses_box, force_group, num_particles, neighbor_capacity, box_vectors, global_parameter)
+    spec = ForceSpec.of(atomic_numbers, atoms, total_charge, periodic=periodic, uses_box=uses_box,
+                        force_group=force_group, num_particles=num_particles, neighbor_capacity=neighbor_capacity,
+                        box_vectors=box_vectors, global_parameter=global_parameter)
     return torch_force(model, spec, cuda_graphs)
 
 

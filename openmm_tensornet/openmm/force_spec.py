@@ -16,7 +16,9 @@ from ..elements import ELEMENTS
 
 __all__ = ["ForceSpec", "estimate_neighbor_capacity"]
 
-_DENSEST = 150.0  # atoms per nm^3 (0.15 / Å^3): condensed-phase packing, the bound for a molecule in vacuum
+# Densest packing assumed for a molecule (a region inside an MM system): 0.15 atoms / A^3, above any condensed phase
+# of organic or biological matter (water 0.100, proteins ~0.11-0.12, benzene crystal ~0.12).
+_DENSEST = 150.0  # atoms / nm^3
 _CAPACITY_MARGIN = 1.3
 
 

@@ -33,15 +33,19 @@ class ErrorBreakdown:
     force_predicted: List[np.ndarray] = field(default_factory=list)
     z: List[np.ndarray] = field(default_factory=list)  # per record, [N]
 
-    def conformational_errors(self) -> np.ndarray:
-        """Per record: (predicted - reference - that molecule's mean of the same) / atoms, eV/atom."""
-        error = np.asarray(self.energy_predicted) - np.asarray(self.energy_reference)
+    def conformational(self, energies) -> np.ndarray:
+        """Per record: the energy minus its molecule's mean, per atom (the unit of ``energies`` per atom)."""
+        values = np.asarray(energies, dtype=np.float64)
         molecule = np.asarray(self.molecule)
-        centred = error.copy()
+        centred = values.copy()
         for m in np.unique(molecule):
             chosen = molecule == m
-            centred[chosen] -= error[chosen].mean()
+            centred[chosen] -= values[chosen].mean()
         return centred / np.asarray(self.atoms)
+
+    def conformational_errors(self) -> np.ndarray:
+        """Per record: (predicted - reference - that molecule's mean of the same) / atoms, eV/atom."""
+        return self.conformational(np.asarray(self.energy_predicted) - np.asarray(self.energy_reference))
 
     def table(self, key) -> Dict[object, Dict[str, float]]:
         """Rows of errors grouped by ``key(record index) -> group``: records, molecules, conformational energy MAE
@@ -112,13 +116,8 @@ def parity_plot(breakdown: ErrorBreakdown, path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    reference = np.asarray(breakdown.energy_reference)
-    molecule = np.asarray(breakdown.molecule)
-    centred = reference.copy()
-    for m in np.unique(molecule):
-        centred[molecule == m] -= reference[molecule == m].mean()
-    reference_conf = 1000 * centred / np.asarray(breakdown.atoms)
-    predicted_conf = reference_conf + 1000 * breakdown.conformational_errors()
+    reference_conf = 1000 * breakdown.conformational(breakdown.energy_reference)
+    predicted_conf = 1000 * breakdown.conformational(breakdown.energy_predicted)
     forces_ref = np.concatenate([f.ravel() for f in breakdown.force_reference])
     forces_pred = np.concatenate([f.ravel() for f in breakdown.force_predicted])
     figure, axes = plt.subplots(1, 2, figsize=(9, 4.2))

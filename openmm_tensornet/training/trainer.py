@@ -313,12 +313,13 @@ def _loss_of(out, batch: Dict[str, torch.Tensor], config: TrainingConfig,
         terms["dipole"] = ((out.dipole - batch["dipole"]) ** 2).sum() / (3.0 * molecules)
     if config.polarizability_weight > 0 and out.polarizability is not None and "polarizability" in batch:
         terms["polarizability"] = ((out.polarizability - batch["polarizability"]) ** 2).sum() / (9.0 * molecules)
-    terms["loss"] = sum(_WEIGHT[k](config) * v for k, v in terms.items())
+    terms["loss"] = sum(_weight(config, k) * v for k, v in terms.items())
     return terms
 
 
-_WEIGHT = {"energy": lambda c: c.energy_weight, "forces": lambda c: c.forces_weight,
-           "dipole": lambda c: c.dipole_weight, "polarizability": lambda c: c.polarizability_weight}
+def _weight(config: TrainingConfig, term: str) -> float:
+    """The loss weight of ``term`` (``energy_weight``, ``forces_weight``, ...)."""
+    return getattr(config, f"{term}_weight")
 
 
 def evaluate_errors(model, data: Batches, batch_size: int = 32, recipe: TensorNetRecipe = _RECIPE,
@@ -367,7 +368,7 @@ def evaluate_errors(model, data: Batches, batch_size: int = 32, recipe: TensorNe
         result["dipole_mae_eA"] = totals["dipole"] / counts["dipoles"]
     if config is not None:
         sums.pop("loss", None)
-        result["loss"] = sum(_WEIGHT[name](config) * value / max(counts["components" if name == "forces" else
+        result["loss"] = sum(_weight(config, name) * value / max(counts["components" if name == "forces" else
                                                                         "molecules"], 1)
                              for name, value in sums.items())
     return result

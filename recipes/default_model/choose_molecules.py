@@ -7,7 +7,6 @@ molecules), so the set covers neutral molecules, anions, ammonium/amidinium and 
 Run: python choose_molecules.py   (seconds; deterministic)
 """
 
-import os
 from collections import Counter
 from pathlib import Path
 

@@ -18,7 +18,7 @@ import torch
 from openmm_tensornet import load_model
 from openmm_tensornet.io.data import read_dataset
 from openmm_tensornet.training.error_breakdown import error_breakdown, markdown, parity_plot
-from openmm_tensornet.training.trainer import Batches, TrainingConfig, split_records
+from openmm_tensornet.training.trainer import Batches, TrainingConfig, split_records, within_max_force
 
 HERE = Path(__file__).resolve().parent
 
@@ -36,13 +36,16 @@ def main() -> None:
     config = TrainingConfig.from_yaml(args.config)
     molecules = read_dataset(args.data or config.data)
     _, validation, test = split_records(molecules, config)
-    records = test if args.set == "test" else validation
+    # The records training left out (max_force: clashing atoms, failed labels) are left out here too.
+    records, left_out = within_max_force(molecules, test if args.set == "test" else validation, config.max_force)
     model = load_model(args.model)
     result = error_breakdown(model, Batches(molecules, records, torch.float32))
     conformational = np.abs(result.conformational_errors()).mean() * 1000
     forces = np.concatenate([(p - r).ravel() for p, r in zip(result.force_predicted, result.force_reference)])
     print(f"{args.set} set: {len({result.molecule[i] for i in range(len(result.atoms))})} molecules never seen in "
-          f"training, {len(result.atoms)} configurations")
+          f"training, {len(result.atoms)} configurations"
+          + (f" ({len(left_out)} left out: a force component above max_force {config.max_force})" if left_out
+             else ""))
     print(f"conformational energy MAE {conformational:.2f} meV/atom; forces MAE {1000 * np.abs(forces).mean():.1f} "
           f"meV/Å, RMSE {1000 * np.sqrt((forces ** 2).mean()):.1f} meV/Å\n")
     print("\n".join(markdown(result.by_element(), "element", ["atoms", "forces_mae_meV_per_A",
