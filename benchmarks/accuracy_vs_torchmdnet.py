@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from reference_torchmdnet import *
+from reference_torchmdnet import random_torchmdnet_model, torchmdnet_args, write_checkpoint
 from conftest import random_molecule
 from openmm_tensornet import load_model
 from torchmdnet.models.model import load_model as tmn_load

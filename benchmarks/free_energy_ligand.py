@@ -45,7 +45,7 @@ def main() -> None:
     steps = len(legs) * (args.lambdas * (args.iterations + 5) * args.steps_per_iteration
                          + 2 * args.neq_switches * args.neq_steps)
     ns_per_day = steps * 1e-6 / seconds * 86400  # 1 fs steps
-    print(f"| leg | MBAR | TI | NEQ (BAR) | Jarzynski (forward) | samples | min. neighbour overlap |")
+    print("| leg | MBAR | TI | NEQ (BAR) | Jarzynski (forward) | samples | min. neighbour overlap |")
     print("|---|---|---|---|---|---|---|")
     for name, numbers in result["cycle"].items():
         cells = [f"{numbers[m].value:.2f} ± {numbers[m].sigma:.2f}" if m in numbers else "—"

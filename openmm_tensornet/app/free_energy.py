@@ -187,8 +187,8 @@ def interpolation_free_energy(
     platform
         OpenMM platform name or ``"auto"`` (:func:`openmm_tensornet.openmm.platforms.choose_platform`).
     seed
-        Seeds numpy's global generator (openmmtools' replica mixing) and the Langevin integrators of the switches.
-        The replica-exchange Langevin noise comes from OpenMM and is not reproducible.
+        Seeds numpy's and numba's global generators (openmmtools' replica mixing) and every Langevin integrator (replica
+        exchange and switches): on one machine with the same thread count, a fresh run repeats its numbers.
     resume
         Continue from an existing ``<name>.nc`` (``ReplicaExchangeSampler.from_storage``) when its lambdas match;
         ``False`` deletes it and starts again.
@@ -208,7 +208,7 @@ def interpolation_free_energy(
     """
     import mpiplus
 
-    from .free_energy_sampling import neq_switching, replica_exchange
+    from .free_energy_sampling import neq_switching, replica_exchange, seed_replica_mixing
 
     methods = _parse_methods(methods)
     lambdas = check_lambdas(lambdas)
@@ -222,7 +222,7 @@ def interpolation_free_energy(
     kelvin = _as_kelvin(temperature)
     _check_positive(temperature=kelvin)
     if seed is not None:
-        np.random.seed(seed)
+        seed_replica_mixing(seed)
     output = Path(output)
     if mpi_rank() == 0:
         output.mkdir(parents=True, exist_ok=True)
@@ -246,7 +246,7 @@ def interpolation_free_energy(
                      steps_per_iteration=steps_per_iteration, timestep_fs=timestep_fs,
                      collision_rate=collision_rate, equilibration_iterations=equilibration_iterations,
                      checkpoint_interval=checkpoint_interval, platform=platform_object,
-                     properties=choice.properties, resume=resume)
+                     properties=choice.properties, resume=resume, seed=seed)
     analysis = mpiplus.run_single_node(0, analyze_storage, storage, broadcast_result=True)
 
     forward = reverse = np.zeros(0)

@@ -106,14 +106,55 @@ def _remove(storage: Path) -> None:
             path.unlink()
 
 
+def seed_replica_mixing(seed: int) -> None:
+    """Seed numpy's global generator and numba's own one: openmmtools mixes replicas in a numba-compiled function
+    when numba is installed, and ``np.random.seed`` from Python does not reach numba's generator."""
+    np.random.seed(seed)
+    try:
+        from numba import njit
+    except ImportError:  # pragma: no cover - openmmtools then mixes with numpy's generator
+        return
+
+    @njit
+    def _seed(value):
+        np.random.seed(value)
+
+    _seed(seed)
+
+
+class SeededLangevinMove(mcmc.LangevinDynamicsMove):
+    """openmmtools' ``LangevinDynamicsMove`` whose integrators draw their noise from ``seed`` (plus the MPI rank, so
+    ranks do not share a noise stream); ``seed=None`` leaves OpenMM's random seed. Stored with the sampler, so a
+    resumed run keeps it."""
+
+    def __init__(self, *args, seed: Optional[int] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seed = seed
+
+    def _get_integrator(self, thermodynamic_state):
+        integrator = super()._get_integrator(thermodynamic_state)
+        if self.seed is not None:
+            rank = mpiplus.get_mpicomm().rank if mpiplus.get_mpicomm() is not None else 0
+            integrator.setRandomNumberSeed(int(self.seed) + 1000 * rank)
+        return integrator
+
+    def __getstate__(self):
+        serialization = super().__getstate__()
+        serialization["seed"] = self.seed
+        return serialization
+
+    def __setstate__(self, serialization):
+        super().__setstate__(serialization)
+        self.seed = serialization.get("seed")
+
+
 def replica_exchange(system: openmm.System, positions, storage: Path, *, lambdas: np.ndarray, temperature: float,
                      iterations: int, steps_per_iteration: int, timestep_fs: float, collision_rate: float,
                      equilibration_iterations: int, checkpoint_interval: int, platform: openmm.Platform,
-                     properties: Dict[str, str], resume: bool) -> int:
+                     properties: Dict[str, str], resume: bool, seed: Optional[int] = None) -> int:
     """Run (or finish) the replica exchange in ``storage``; returns the iteration it resumed from (0 when fresh)."""
-    move = mcmc.LangevinDynamicsMove(timestep=timestep_fs * unit.femtoseconds,
-                                     collision_rate=collision_rate / unit.picoseconds,
-                                     n_steps=steps_per_iteration, reassign_velocities=False)
+    move = SeededLangevinMove(timestep=timestep_fs * unit.femtoseconds, collision_rate=collision_rate / unit.picoseconds,
+                              n_steps=steps_per_iteration, reassign_velocities=False, seed=seed)
     context_cache = cache.ContextCache(platform=platform, platform_properties=properties or None)
     existing = mpiplus.run_single_node(0, lambda: storage.exists() and (stored_lambdas(storage) if resume else None),
                                        broadcast_result=True)

@@ -10,7 +10,7 @@ import openmm.unit as unit
 import pytest
 import torch
 from conftest import random_molecule, small_model
-from test_openmm_integration import alanine_dipeptide, evaluate, pure_system
+from test_openmm_integration import alanine_dipeptide, evaluate
 
 from openmm_tensornet import TensorNetPotential, create_torch_force, export_torchscript
 from openmm_tensornet.openmm.export import estimate_neighbor_capacity

@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import openmm
-import openmm.app as app
 import openmm.unit as unit
 import pytest
 import torch

@@ -13,7 +13,7 @@ from typing import Optional
 import pytest
 import torch
 
-import openmm_tensornet
+import openmm_tensornet  # noqa: F401  (registers torch.ops.openmm_tensornet)
 from openmm_tensornet import neighbor_pairs, neighbor_pairs_reference, ops_status
 from openmm_tensornet.ops.neighbors import neighbor_search_reference
 from openmm_tensornet.ops.contract import declared_schemas
