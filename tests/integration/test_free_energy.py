@@ -24,7 +24,7 @@ import torch
 
 from openmm_tensornet import TensorNetPotential
 from openmm_tensornet.app.free_energy import LegResult, cycle_report, interpolation_free_energy
-from openmm_tensornet.app.free_energy_analysis import Estimate, analyze_storage
+from openmm_tensornet.app.free_energy_analysis import Estimate, analyze_storage, kT_kj, work_estimates
 from openmm_tensornet.app.free_energy_cli import add_parser, sampling_options
 
 HERE = Path(__file__).resolve().parent
@@ -80,6 +80,26 @@ def test_mbar_ti_neq_agree(leg):
     # The free energy is that of the gap around the sampled structures: between the gap's end-state averages.
     low, high = sorted((leg.dEdl_mean[0], leg.dEdl_mean[-1]))
     assert low - 5 < leg["mbar"].value < high + 5
+
+
+def test_bar_error_bar_covers_the_truth():
+    """Crooks-consistent Gaussian work (dissipation sigma^2 / 2kT each way) with a known Delta F and 10 switches a
+    direction, as in a short NEQ leg: BAR's reported sigma never falls below pymbar's asymptotic one, and 2 sigma
+    covers the truth about 95 % of the time."""
+    from pymbar import other_estimators
+
+    kT, truth, rng = kT_kj(300.0), -86400.0, np.random.default_rng(3)
+    covered = 0
+    for trial in range(60):
+        spread = (2.0, 5.0)[trial % 2]
+        forward = rng.normal(truth + spread**2 / (2 * kT), spread, 10)
+        reverse = rng.normal(-truth + spread**2 / (2 * kT), spread, 10)
+        bar, jarzynski = work_estimates(forward, reverse, 300.0)
+        asymptotic = other_estimators.bar((forward - truth) / kT, (reverse + truth) / kT)
+        assert bar.value == pytest.approx(float(asymptotic["Delta_f"]) * kT + truth, abs=1e-6)
+        assert bar.sigma >= float(asymptotic["dDelta_f"]) * kT * (1 - 1e-9)
+        covered += abs(bar.value - truth) < 2 * bar.sigma
+    assert covered / 60 >= 0.88, covered
 
 
 def test_reports_written(leg):
