@@ -41,34 +41,33 @@ def _build_ops() -> int:
     return 0
 
 
+def _is_user_error(error: BaseException) -> bool:
+    """Errors a command reports as ``error: <message>`` (exit 1) instead of a traceback: bad input (ValueError,
+    including DataError), missing files or packages, and SimulationError (only raised once its module is loaded)."""
+    if isinstance(error, (ValueError, FileNotFoundError, ImportError)):
+        return True
+    simulate = sys.modules.get(f"{__package__}.simulate")
+    return simulate is not None and isinstance(error, simulate.SimulationError)
+
+
 def _generate(args) -> int:
-    from ..io.data import DataError
     from ..training.datagen import generate_data
 
-    try:
-        paths = generate_data(args.inputs, args.output, frames=args.frames, stride=args.stride,
-                              perturbations=args.perturbations, temperature=args.temperature,
-                              displacement=args.displacement, workers=args.workers, seed=args.seed, charge=args.charge,
-                              distortions=args.distortions, dimers=args.dimers, dimer_max_atoms=args.dimer_max_atoms)
-    except (DataError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    paths = generate_data(args.inputs, args.output, frames=args.frames, stride=args.stride,
+                          perturbations=args.perturbations, temperature=args.temperature,
+                          displacement=args.displacement, workers=args.workers, seed=args.seed, charge=args.charge,
+                          distortions=args.distortions, dimers=args.dimers, dimer_max_atoms=args.dimer_max_atoms)
     print(f"{len(paths)} molecules in {args.output}")
     return 0
 
 
 def _train(args) -> int:
-    from ..io.data import DataError
     from ..training.trainer import TrainingConfig, train
 
-    try:
-        config = TrainingConfig.from_yaml(args.config)
-        if args.no_resume:
-            config.resume = False
-        result = train(config)
-    except (DataError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    config = TrainingConfig.from_yaml(args.config)
+    if args.no_resume:
+        config.resume = False
+    result = train(config)
     print(f"model: {result.output / 'model.pt'} ({result.epochs_run} epochs, stopped by {result.stopped}); "
           f"report: {result.output / 'metrics.md'}")
     return 0
@@ -168,31 +167,25 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .doctor import doctor
 
         return 1 if doctor() else 0
-    if args.command == "generate-data":
-        return _generate(args)
-    if args.command == "train":
-        return _train(args)
-    if args.command == "free-energy":
-        return _free_energy(args)
-    return _simulate(args)
+    handler = {"generate-data": _generate, "train": _train, "free-energy": _free_energy}.get(args.command, _simulate)
+    try:
+        return handler(args)
+    except Exception as error:  # noqa: BLE001 - re-raised below unless it is bad input
+        if not _is_user_error(error):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 def _free_energy(args) -> int:
     from ..openmm.potential import TensorNetPotential
     from .free_energy_cli import sampling_options
     from .free_energy_legs import ligand_legs
-    from .simulate import SimulationError
 
     legs = args.legs.split(",") if args.legs else (["solvent", "complex"] if args.protein else ["vacuum", "solvent"])
-    try:
-        options = sampling_options(args)
-        result = ligand_legs(args.ligand, args.protein, [leg.strip() for leg in legs], ligand_index=args.ligand_index,
-                             potential=TensorNetPotential(args.model),
-                             padding=args.padding, complex_solvent=not args.complex_vacuum, fix=args.fix,
-                             **options)
-    except (SimulationError, ValueError, FileNotFoundError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    result = ligand_legs(args.ligand, args.protein, [leg.strip() for leg in legs], ligand_index=args.ligand_index,
+                         potential=TensorNetPotential(args.model), padding=args.padding,
+                         complex_solvent=not args.complex_vacuum, fix=args.fix, **sampling_options(args))
     for name, estimates in result["cycle"].items():
         shown = ", ".join(f"{method} {e.value:.2f} ± {e.sigma:.2f}" for method, e in estimates.items())
         print(f"{name}: {shown} kJ/mol")
@@ -204,36 +197,32 @@ def _free_energy(args) -> int:
 def _simulate(args) -> int:
     from pathlib import Path
 
-    from .simulate import SimulationError, build_simulation, restart_simulation, run
+    from .simulate import build_simulation, restart_simulation, run
 
     if args.input is None and not args.ligand:
         print("error: give an input structure (PDB or prmtop), --ligand FILE, or both.", file=sys.stderr)
         return 2
     output = Path(args.output or (Path(args.input or args.ligand[0]).stem + "_md"))
-    try:
-        if args.restart:
-            simulation = restart_simulation(output, args.platform, args.precision)
-            print(f"restarting from step {simulation.currentStep} in {output}")
-        else:
-            from ..openmm.potential import TensorNetPotential
+    if args.restart:
+        simulation = restart_simulation(output, args.platform, args.precision)
+        print(f"restarting from step {simulation.currentStep} in {output}")
+    else:
+        from ..openmm.potential import TensorNetPotential
 
-            simulation = build_simulation(
-                args.input, output, temperature=args.temperature, timestep_fs=args.timestep,
-                pressure=args.pressure, platform=args.platform, precision=args.precision, seed=args.seed,
-                ml=args.ml, forcefield=args.forcefield, ligand_forcefield=args.ligand_forcefield, fix=args.fix,
-                solvate=args.solvate, padding=args.padding, ionic_strength=args.ionic_strength,
-                ml_charge=args.ml_charge, potential=TensorNetPotential(args.model), inpcrd=args.inpcrd,
-                ligand=args.ligand, ligand_index=args.ligand_index, ligand_charges=args.ligand_charges)
-            setup = simulation.setup
-            print(f"{setup.topology.getNumAtoms()} atoms, ML region {len(setup.ml_atoms)} atoms (charge "
-                  f"{setup.ml_charge:+d}){', pure ML' if setup.pure_ml else ''}")
-            for note in setup.notes:
-                print(f"note: {note}")
-        summary = run(simulation, args.steps, output, args.report_interval, args.checkpoint_interval,
-                      trajectory="xtc" if args.xtc else "dcd")
-    except (SimulationError, ValueError, FileNotFoundError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        simulation = build_simulation(
+            args.input, output, temperature=args.temperature, timestep_fs=args.timestep,
+            pressure=args.pressure, platform=args.platform, precision=args.precision, seed=args.seed,
+            ml=args.ml, forcefield=args.forcefield, ligand_forcefield=args.ligand_forcefield, fix=args.fix,
+            solvate=args.solvate, padding=args.padding, ionic_strength=args.ionic_strength,
+            ml_charge=args.ml_charge, potential=TensorNetPotential(args.model), inpcrd=args.inpcrd,
+            ligand=args.ligand, ligand_index=args.ligand_index, ligand_charges=args.ligand_charges)
+        setup = simulation.setup
+        print(f"{setup.topology.getNumAtoms()} atoms, ML region {len(setup.ml_atoms)} atoms (charge "
+              f"{setup.ml_charge:+d}){', pure ML' if setup.pure_ml else ''}")
+        for note in setup.notes:
+            print(f"note: {note}")
+    summary = run(simulation, args.steps, output, args.report_interval, args.checkpoint_interval,
+                  trajectory="xtc" if args.xtc else "dcd")
     print(f"{summary['steps']} steps, {summary['ns_per_day']:.2f} ns/day; outputs in {output}/ (summary.md)")
     return 0
 
