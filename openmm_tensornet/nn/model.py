@@ -199,9 +199,8 @@ class TensorNet(nn.Module):
         self.neighbor_capacity = -1
         self.static_neighbors = False
         # Errors found while evaluating (overflow, NaN positions, overlapping atoms, bad box) are raised here unless
-        # ``defer_errors``: then the first one is stored in ``error``, the output is NaN, and the caller raises it
-        # (the TorchForce module does, at its top level: with openmm-torch 1.5, libtorch crashes while reporting an
-        # exception raised in code inlined from a submodule).
+        # ``defer_errors``: then the first one is stored in ``error`` as a status, the output is NaN, and the caller
+        # decides how to raise it (for a scripted caller that must raise at its own top level).
         self.defer_errors = False
         self.error = ""
         # Message passing through the compiled op (plugin/messages) in eval mode; the pure-torch twin otherwise.

@@ -82,7 +82,9 @@ class TorchForceModule(nn.Module):
             parameter.requires_grad_(False)
         model.set_neighbor_capacity(neighbor_capacity, static_shapes, None if atoms is None else list(atoms))
         model.freeze_for_inference(torch.as_tensor(list(atomic_numbers), dtype=torch.long))
-        model.defer_errors = True  # raised below, in forward itself (see TensorNet.defer_errors)
+        # Errors come back as the model's status and are raised below, in forward itself: with openmm-torch 1.5,
+        # libtorch crashes while reporting an exception raised in code inlined from a submodule.
+        model.defer_errors = True
         self.model = model
         dtype = model.energy_mean.dtype
         self.register_buffer("z", torch.as_tensor(list(atomic_numbers), dtype=torch.long))
