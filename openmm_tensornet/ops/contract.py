@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, NamedTuple, Tuple
+from typing import Dict, List, NamedTuple, Tuple
 
 NAMESPACE = "openmm_tensornet"
 _DEFINITION = re.compile(r'm\.def\(\s*((?:"(?:[^"\\]|\\.)*"\s*)+)\)')
@@ -43,6 +43,12 @@ def declared_schemas(root: Path) -> Dict[str, str]:
                 raise RuntimeError(f"op {op} is declared twice in the plugin sources (again in {name}).")
             schemas[op] = schema
     return schemas
+
+
+def argument_names(schema: str) -> List[str]:
+    """The argument names of an op schema such as ``"op(Tensor a, Tensor? b, int c=-1) -> Tensor"``."""
+    inside = schema.split("(", 1)[1].rsplit(") ->", 1)[0]
+    return [part.split("=", 1)[0].split()[-1] for part in inside.split(",") if part.strip()]
 
 
 def twin_schemas(root: Path) -> Dict[str, str]:

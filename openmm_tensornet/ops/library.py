@@ -31,7 +31,7 @@ from typing import List, Optional
 
 import torch
 
-from .contract import NAMESPACE, plugin_sources, twin_schemas
+from .contract import NAMESPACE, argument_names, declared_schemas, plugin_sources, twin_schemas
 
 LIBRARY_NAME = "openmm_tensornet_ops"
 CACHE_VARIABLE = "OPENMM_TENSORNET_CACHE"
@@ -220,13 +220,43 @@ def _register_search_fakes() -> None:
                 pairs.new_empty((num_atoms + 1,)))
 
 
+# Ops whose outputs are shaped like some of their arguments (named as in the op's declared schema), in output order.
+_SHAPED_LIKE = {
+    "tensor_messages": ("features",),
+    "tensor_embedding_backward": ("radial", "edge", "receiver_term", "sender_term"),
+    "tensor_product": ("left",),
+    "tensor_product_backward": ("left", "right"),
+    "tensor_interaction": ("features",),
+    "tensor_interaction_backward": ("grad", "radial"),
+    "pair_geometry_backward": ("vectors", "distances"),
+    "embedding_gate": ("sums",),
+    "embedding_gate_backward": ("grad",),
+    "invariant_readout_backward": ("features",),
+}
+
+
+def _register_shaped_like_fakes() -> None:
+    schemas = declared_schemas(source_dir())
+    for op, names in _SHAPED_LIKE.items():
+        arguments = argument_names(schemas[op])
+        positions = tuple(arguments.index(name) for name in names)
+
+        def fake(*args, _positions=positions):
+            outputs = tuple(args[p].new_empty(args[p].shape) for p in _positions)  # the kernels return contiguous
+            return outputs[0] if len(outputs) == 1 else outputs
+
+        torch.library.register_fake(f"{NAMESPACE}::{op}")(fake)
+
+
+def _empty_like_list(like: torch.Tensor, shapes) -> list:
+    """The saved-tensor list of a ``*_forward`` op: one empty tensor per shape, in the C++ kernel's order."""
+    return [like.new_empty(shape) for shape in shapes]
+
+
 def _register_fakes() -> None:
     """Shape-only ("fake") kernels of the compiled ops, so that ``torch.compile`` can trace models that call them."""
     _register_search_fakes()
-
-    @torch.library.register_fake("openmm_tensornet::tensor_messages")
-    def _(weights, features, pairs, first_ptr, second_order, second_ptr):
-        return features.new_empty(features.shape)  # the kernels return contiguous tensors
+    _register_shaped_like_fakes()
 
     @torch.library.register_fake("openmm_tensornet::tensor_messages_weight_grad")
     def _(grad_messages, features, pairs):
@@ -237,34 +267,11 @@ def _register_fakes() -> None:
         shape = (receiver_term.shape[0], 9, receiver_term.shape[1])
         return radial.new_empty(shape), radial.new_empty(shape)
 
-    @torch.library.register_fake("openmm_tensornet::tensor_embedding_backward")
-    def _(grad, edge_sum, radial, edge, receiver_term, sender_term, pairs, first_ptr, second_order, second_ptr):
-        return (radial.new_empty(radial.shape), edge.new_empty(edge.shape), receiver_term.new_empty(receiver_term.shape),
-                sender_term.new_empty(sender_term.shape))
-
-    @torch.library.register_fake("openmm_tensornet::tensor_product")
-    def _(left, right):
-        return left.new_empty(left.shape)
-
-    @torch.library.register_fake("openmm_tensornet::tensor_product_backward")
-    def _(grad, left, right):
-        return left.new_empty(left.shape), right.new_empty(right.shape)
-
-    @torch.library.register_fake("openmm_tensornet::tensor_interaction")
-    def _(features, radial, loop, charge_factor, mix_in, mix_out, pairs, first_ptr, second_order, second_ptr, so3):
-        return features.new_empty(features.shape)
-
     @torch.library.register_fake("openmm_tensornet::tensor_interaction_forward")
     def _(features, radial, loop, charge_factor, mix_in, mix_out, pairs, first_ptr, second_order, second_ptr, so3):
         n, _, f = features.shape
         full, denominator = (n, 9, f), (n, 1, f)
-        return [features.new_empty(full), features.new_empty(full), features.new_empty(denominator),
-                features.new_empty(full), features.new_empty(full), features.new_empty(full),
-                features.new_empty(denominator), features.new_empty(full)]
-
-    @torch.library.register_fake("openmm_tensornet::tensor_interaction_backward")
-    def _(grad, saved, radial, loop, charge_factor, mix_in, mix_out, pairs, first_ptr, second_order, second_ptr, so3):
-        return grad.new_empty(grad.shape), radial.new_empty(radial.shape)
+        return _empty_like_list(features, [full, full, denominator, full, full, full, denominator, full])
 
     @torch.library.register_fake("openmm_tensornet::pair_geometry")
     def _(vectors, distances, means, betas, lower, upper, rbf_type):
@@ -272,26 +279,13 @@ def _register_fakes() -> None:
         return (vectors.new_empty((count, k)), vectors.new_empty((count,)), vectors.new_empty((count, 9)),
                 vectors.new_empty((count, k)), vectors.new_empty((count,)))
 
-    @torch.library.register_fake("openmm_tensornet::pair_geometry_backward")
-    def _(grad_rbf, grad_cutoff, grad_edge, vectors, distances, rbf_slope, cutoff_slope):
-        return vectors.new_empty(vectors.shape), distances.new_empty(distances.shape)
-
-    @torch.library.register_fake("openmm_tensornet::embedding_gate")
-    def _(sums, loop, norm_weight, norm_bias, eps, weight1, bias1, weight2, bias2, activation, mix):
-        return sums.new_empty(sums.shape)
-
     @torch.library.register_fake("openmm_tensornet::embedding_gate_forward")
     def _(sums, loop, norm_weight, norm_bias, eps, weight1, bias1, weight2, bias2, activation, mix):
         n, _, f = sums.shape
         h = weight1.shape[0]
         full = (n, 9, f)
-        return [sums.new_empty(full), sums.new_empty(full), sums.new_empty((n, f)), sums.new_empty((n, 1)),
-                sums.new_empty((n, 1)), sums.new_empty((n, h)), sums.new_empty((n, h)), sums.new_empty((n, 3 * f)),
-                sums.new_empty((n, 3 * f)), sums.new_empty(full)]
-
-    @torch.library.register_fake("openmm_tensornet::embedding_gate_backward")
-    def _(grad, saved, norm_weight, norm_bias, weight1, weight2, mix, activation):
-        return grad.new_empty(grad.shape)
+        return _empty_like_list(sums, [full, full, (n, f), (n, 1), (n, 1), (n, h), (n, h), (n, 3 * f), (n, 3 * f),
+                                       full])
 
     @torch.library.register_fake("openmm_tensornet::invariant_readout")
     def _(features, norm_weight, norm_bias, eps, weight, bias, activation):
@@ -300,12 +294,7 @@ def _register_fakes() -> None:
     @torch.library.register_fake("openmm_tensornet::invariant_readout_forward")
     def _(features, norm_weight, norm_bias, eps, weight, bias, activation):
         n, width = features.shape[0], 3 * features.shape[2]
-        return [features.new_empty((n, weight.shape[0])), features.new_empty((n, width)), features.new_empty((n, 1)),
-                features.new_empty((n, 1)), features.new_empty((n, weight.shape[0]))]
-
-    @torch.library.register_fake("openmm_tensornet::invariant_readout_backward")
-    def _(grad, saved, features, norm_weight, norm_bias, weight, activation):
-        return features.new_empty(features.shape)
+        return _empty_like_list(features, [(n, weight.shape[0]), (n, width), (n, 1), (n, 1), (n, weight.shape[0])])
 
     @torch.library.register_fake("openmm_tensornet::pair_vectors")
     def _(positions, indices, shifts, box):

@@ -56,3 +56,63 @@ def test_the_fallback_serves_every_twin():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OPENMM_TENSORNET_OPS": "reference"})
     assert done.returncode == 0 and "OK 11" in done.stdout, done.stdout + done.stderr
+
+
+def _recorded_op_calls(model, z, pos, compute_forces=True):
+    """Every openmm_tensornet op the model calls (forward and the autograd kernels' helpers), with its real inputs
+    and outputs, for energy + forces."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func.namespace == "openmm_tensornet":
+                self.calls.append((func, args, kwargs or {}, out))
+            return out
+
+    recorder = Recorder()
+    with recorder:
+        model(z, pos, compute_forces=compute_forces)
+    return recorder.calls
+
+
+def test_every_fake_kernel_matches_its_kernel():
+    """torch.compile traces the ops through their fake kernels: on every op call of a model (trainable weights, then
+    frozen for inference), the fake kernel's outputs have the real outputs' shapes and dtypes."""
+    if not ops_status().compiled:
+        pytest.skip("the compiled ops are not loaded: " + ops_status().reason)
+    from torch._subclasses.fake_tensor import DynamicOutputShapeException, FakeTensorMode
+    from torch.utils._pytree import tree_flatten, tree_map
+
+    from conftest import random_molecule, small_model
+
+    z, pos = random_molecule(12, seed=3)
+    model = small_model(seed=1, hidden_channels=16).to(torch.float64)
+    calls = _recorded_op_calls(model, z, pos)
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    model.freeze_for_inference(z)
+    calls += _recorded_op_calls(model, z, pos)
+    model.set_neighbor_capacity(400)  # a padded list: the search's static-shape variant
+    with torch.inference_mode():  # no autograd kernels: the top-level ops themselves reach the recorder
+        calls += _recorded_op_calls(model, z, pos, compute_forces=False)
+    checked = set()
+    for func, args, kwargs, out in calls:
+        with FakeTensorMode(allow_non_fake_inputs=False) as mode:
+            fake = lambda t: mode.from_tensor(t) if isinstance(t, torch.Tensor) else t  # noqa: E731
+            try:
+                fake_out = func(*tree_map(fake, args), **tree_map(fake, kwargs))
+            except DynamicOutputShapeException:  # the neighbour search without a capacity: a symbolic size
+                continue
+        real, _ = tree_flatten(out)
+        faked, _ = tree_flatten(fake_out)
+        assert len(real) == len(faked), func
+        for index, (r, f) in enumerate(zip(real, faked)):
+            assert (tuple(r.shape), r.dtype) == (tuple(f.shape), f.dtype), f"{func} output {index}"
+        checked.add(func.name().split("::")[1])
+    assert checked == set(SCHEMAS), f"ops the model never called here: {sorted(set(SCHEMAS) - checked)}"
