@@ -3,7 +3,8 @@
 Loss: ``energy_weight * MSE(energy per atom) + forces_weight * MSE(force components)`` (+ dipole, polarisability
 when their weights are set and the data has them), in eV and Å. Per-element reference energies (atomrefs) are fitted
 by least squares on the training split and the model's output scale is the RMS training force, so training starts
-from a sensible baseline. AdamW, linear learning-rate warm-up, reduce-on-plateau, an exponential moving average
+from a sensible baseline. AdamW, linear learning-rate warm-up, reduce-on-plateau (then, with ``anneal_epochs``, a cosine down to
+``min_lr`` over the last epochs; it may be set or changed on resume to plan a run's end), an exponential moving average
 (EMA) of the weights (validated, saved and used for the final model), early stopping, gradient clipping, a split by
 molecule, float32 or float64, resume from ``<output>/last.ckpt`` (bit-for-bit: the same state as an uninterrupted
 run), a progress bar, and at the end ``metrics.md``, ``history.csv`` and ``learning_curve.png``.
@@ -56,6 +57,7 @@ class TrainingConfig:
     plateau_patience: int = 5
     plateau_factor: float = 0.5
     min_lr: float = 1e-6
+    anneal_epochs: Optional[int] = None
     ema_decay: float = 0.99
     early_stopping_patience: int = 25
     gradient_clip: float = 10.0
@@ -106,6 +108,9 @@ class TrainingConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
+        if self.anneal_epochs is not None and not 1 <= self.anneal_epochs <= self.epochs:
+            raise ValueError(f"anneal_epochs must be between 1 and epochs ({self.epochs}) or left out; got "
+                             f"{self.anneal_epochs}.")
         if self.max_force is not None and not self.max_force > 0:
             raise ValueError(f"max_force must be > 0 (data units, e.g. eV/Å) or left out; got {self.max_force}.")
         for name in ("records_per_epoch", "validation_records"):
@@ -463,11 +468,22 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
         order = epoch_order(len(training), epoch, config.seed, config.records_per_epoch)
         running, seen = 0.0, 0
         bar = progress(total=len(order), desc=f"epoch {epoch + 1}/{config.epochs}")
-        for chosen in training.epoch_records(config.batch_size, None, order):
+        annealing = config.anneal_epochs is not None and epoch >= config.epochs - config.anneal_epochs
+        if annealing and "anneal_from" not in state:
+            state["anneal_from"] = optimizer.param_groups[0]["lr"]  # the plateau's rate when annealing starts
+            _say(config, f"annealing the learning rate from {state['anneal_from']:.2e} to {config.min_lr:.2e} over "
+                         f"epochs {epoch + 1}-{config.epochs}")
+        steps_per_epoch = max(1, math.ceil(len(order) / config.batch_size))
+        for batch_number, chosen in enumerate(training.epoch_records(config.batch_size, None, order)):
             warm = min(1.0, (state["step"] + 1) / max(config.warmup_steps, 1))
             if state["step"] < config.warmup_steps:
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * warm
+            elif annealing:
+                done = (epoch - (config.epochs - config.anneal_epochs) + batch_number / steps_per_epoch)
+                rate = annealed_lr(state["anneal_from"], config.min_lr, done / config.anneal_epochs)
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
             optimizer.zero_grad(set_to_none=True)
             loss = _backward_share(model, training, chosen, world, device, config, recipe)
             if config.gradient_clip > 0:
@@ -483,7 +499,7 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
         bar.close()
         metrics = evaluate_errors(ema, validation, recipe=recipe, config=config)
         val_loss = metrics.pop("loss")
-        if state["step"] >= config.warmup_steps:
+        if state["step"] >= config.warmup_steps and not annealing:
             plateau.step(val_loss)
         row = dict(epoch=epoch + 1, train_loss=running / max(seen, 1), val_loss=val_loss,
                    lr=optimizer.param_groups[0]["lr"], **{f"val_{k}": v for k, v in metrics.items()})
@@ -541,11 +557,17 @@ def _check_elements(molecules: Sequence[Molecule], max_z: int) -> None:
                              f"({max_z}); raise model.max_z.")
 
 
+def annealed_lr(start: float, end: float, progress: float) -> float:
+    """Cosine from ``start`` (``progress`` 0) to ``end`` (``progress`` 1 and beyond)."""
+    progress = min(max(progress, 0.0), 1.0)
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def _comparable(config: TrainingConfig) -> Dict[str, Any]:
-    """The settings that define a run (what may change on resume: epochs, progress, time limit, threads)."""
+    """The settings that define a run (what may change on resume: epochs, annealing, progress, time limit, threads)."""
     values = asdict(config)
     for key in ("epochs", "progress", "max_minutes", "threads", "resume", "output", "early_stopping_patience",
-                "device"):
+                "device", "anneal_epochs"):
         values.pop(key)
     values["split"] = list(values["split"])
     return values

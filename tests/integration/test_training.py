@@ -12,8 +12,8 @@ from openmm_tensornet import load_model
 from openmm_tensornet.io.data import DataError, Molecule, read_dataset, read_extxyz, read_molecule, write_molecule
 from openmm_tensornet.training.datagen import XTB, generate_data, load_structures
 from openmm_tensornet.training.trainer import (Batches, TrainingConfig, epoch_order, evaluate_errors, fit_atomrefs,
-                                               loss_terms, split_records, train, validation_subset,
-                                               within_max_force)
+                                               annealed_lr, loss_terms, split_records, train,
+                                               validation_subset, within_max_force)
 
 pytest.importorskip("tblite")
 pytest.importorskip("rdkit")
@@ -307,6 +307,23 @@ def test_part_epochs_resume_exactly_and_validate_a_subset(dataset, tmp_path):
     assert records == len(validation_subset(molecules, val, 6, straight_config.seed)) < len(val)  # one molecule
     with pytest.raises(ValueError, match="records_per_epoch must be >= 1"):
         train(tiny_config(dataset, tmp_path / "x", records_per_epoch=0))
+
+
+def test_annealing_set_on_resume_takes_the_rate_down_along_a_cosine(dataset, tmp_path):
+    """A run of 2 epochs at the plateau's rate, resumed with epochs: 5 and anneal_epochs: 3 (allowed on resume):
+    epochs 3-5 follow the cosine from the rate at epoch 2 down to min_lr, with no plateau step in between."""
+    settings = dict(records_per_epoch=12, warmup_steps=1, batch_size=4, lr=2e-3, min_lr=1e-5)
+    train(tiny_config(dataset, tmp_path / "run", epochs=2, **settings))
+    result = train(tiny_config(dataset, tmp_path / "run", epochs=5, anneal_epochs=3, **settings))
+    rates = [row["lr"] for row in result.history]
+    assert rates[:2] == [2e-3, 2e-3]
+    steps = 3  # 12 records in batches of 4; the last batch of epoch k + 1 of the anneal is at k + 2/3 of 3
+    expected = [annealed_lr(2e-3, 1e-5, (k + (steps - 1) / steps) / 3) for k in range(3)]
+    assert rates[2:] == pytest.approx(expected, rel=1e-12)
+    assert rates[2] > rates[3] > rates[4] > 1e-5 and rates[4] < 2e-4
+    assert annealed_lr(2e-3, 1e-5, 0.0) == 2e-3 and annealed_lr(2e-3, 1e-5, 1.5) == 1e-5
+    with pytest.raises(ValueError, match="anneal_epochs must be between 1 and epochs"):
+        train(tiny_config(dataset, tmp_path / "x", epochs=2, anneal_epochs=3))
 
 
 def test_validation_loss_is_the_loss_of_the_whole_set(dataset, tmp_path):
