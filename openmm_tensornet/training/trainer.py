@@ -3,9 +3,9 @@
 Loss: ``energy_weight * MSE(energy per atom) + forces_weight * MSE(force components)`` (+ dipole, polarisability
 when their weights are set and the data has them), in eV and Å. Per-element reference energies (atomrefs) are fitted
 by least squares on the training split and the model's output scale is the RMS training force, so training starts
-from a sensible baseline. AdamW, linear learning-rate warm-up, reduce-on-plateau (then, with ``anneal_epochs``, a cosine down to
-``min_lr`` over the last epochs; it may be set or changed on resume to plan a run's end), an exponential moving average
-(EMA) of the weights (validated, saved and used for the final model), early stopping, gradient clipping, a split by
+from a sensible baseline. AdamW, linear learning-rate warm-up, reduce-on-plateau (then, with ``anneal_epochs``, a
+cosine down to ``min_lr`` over the last epochs; it may be set or changed on resume to plan a run's end), an
+exponential moving average (EMA) of the weights (validated, saved and used for the final model), early stopping, gradient clipping, a split by
 molecule, float32 or float64, resume from ``<output>/last.ckpt`` (bit-for-bit: the same state as an uninterrupted
 run), a progress bar, and at the end ``metrics.md``, ``history.csv`` and ``learning_curve.png``.
 
@@ -480,7 +480,7 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * warm
             elif annealing:
-                done = (epoch - (config.epochs - config.anneal_epochs) + batch_number / steps_per_epoch)
+                done = epoch - (config.epochs - config.anneal_epochs) + batch_number / steps_per_epoch
                 rate = annealed_lr(state["anneal_from"], config.min_lr, done / config.anneal_epochs)
                 for group in optimizer.param_groups:
                     group["lr"] = rate
