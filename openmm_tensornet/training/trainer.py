@@ -5,9 +5,10 @@ when their weights are set and the data has them), in eV and Å. Per-element ref
 by least squares on the training split and the model's output scale is the RMS training force, so training starts
 from a sensible baseline. AdamW, linear learning-rate warm-up, reduce-on-plateau (then, with ``anneal_epochs``, a
 cosine down to ``min_lr`` over the last epochs; it may be set or changed on resume to plan a run's end), an
-exponential moving average (EMA) of the weights (validated, saved and used for the final model), early stopping, gradient clipping, a split by
-molecule, float32 or float64, resume from ``<output>/last.ckpt`` (bit-for-bit: the same state as an uninterrupted
-run), a progress bar, and at the end ``metrics.md``, ``history.csv`` and ``learning_curve.png``.
+exponential moving average (EMA) of the weights (validated, saved and used for the final model), early stopping,
+gradient clipping, a split by molecule, float32 or float64, resume from ``<output>/last.ckpt`` (bit-for-bit: the
+same state as an uninterrupted run), a progress bar, and at the end ``metrics.md``, ``history.csv`` and
+``learning_curve.png``.
 
 ``device`` "auto" trains on a GPU when torch sees one. Under ``torchrun`` (``torchrun --nproc_per_node K
 -m openmm_tensornet.app.cli train config.yaml``, one process per GPU, or several nodes) the run is data-parallel: each
