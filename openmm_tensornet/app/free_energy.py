@@ -190,7 +190,8 @@ def interpolation_free_energy(
         Seeds numpy's and numba's global generators (openmmtools' replica mixing) and every Langevin integrator (replica
         exchange and switches). A second run then repeats the first exactly on a deterministic platform (Reference,
         or CPU with one thread: with several, OpenMM's CPU threads sum forces in a varying order, and MD's chaos
-        turns round-off into a different sample).
+        turns round-off into a different sample). A resumed run continues with seeds derived from ``seed`` and the
+        iteration it resumes at, so it is reproducible too but not equal to an uninterrupted run.
     resume
         Continue from an existing ``<name>.nc`` (``ReplicaExchangeSampler.from_storage``) when its lambdas match;
         ``False`` deletes it and starts again.
@@ -224,6 +225,8 @@ def interpolation_free_energy(
     kelvin = _as_kelvin(temperature)
     _check_positive(temperature=kelvin)
     if seed is not None:
+        if not 0 <= seed < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2**32); got {seed}.")
         seed_replica_mixing(seed)
     output = Path(output)
     if mpi_rank() == 0:

@@ -11,11 +11,14 @@ energies at the two end states times kT divided by the lambda span, with no extr
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 import openmm.unit as unit
+
+logger = logging.getLogger(__name__)
 
 KJ_PER_KCAL = 4.184
 
@@ -140,9 +143,15 @@ def _bootstrap_bar_sigma(forward: np.ndarray, reverse: np.ndarray, resamples: in
         r = reverse[rng.integers(len(reverse), size=len(reverse))]
         try:
             values.append(float(other_estimators.bar(f, r, compute_uncertainty=False)["Delta_f"]))
-        except Exception:  # noqa: BLE001  (a resample without overlap has no BAR solution; leave it out)
+        except Exception:  # noqa: BLE001  (a resample without overlap has no BAR solution)
             continue
-    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    if len(values) < 0.9 * resamples:
+        # The resamples without a solution are the least overlapping ones: leaving many out would understate sigma.
+        logger.warning("BAR had no solution for %d of %d bootstrap resamples of the work: the forward and reverse "
+                       "work barely overlap; its error bar is reported as infinite. Use more or slower switches.",
+                       resamples - len(values), resamples)
+        return float("inf")
+    return float(np.std(values, ddof=1))
 
 
 def work_estimates(forward: np.ndarray, reverse: np.ndarray, temperature: float

@@ -122,6 +122,12 @@ def seed_replica_mixing(seed: int) -> None:
     _seed(seed)
 
 
+def integrator_seed(value: int) -> int:
+    """An OpenMM integrator seed for ``value``: within [1, 2**31 - 1] (0 would mean "pick one at random", and the
+    seed is a C int)."""
+    return 1 + value % (2**31 - 2)
+
+
 class SeededLangevinMove(mcmc.LangevinDynamicsMove):
     """openmmtools' ``LangevinDynamicsMove`` whose integrators draw their noise from ``seed`` (plus the MPI rank, so
     ranks do not share a noise stream); ``seed=None`` leaves OpenMM's random seed. Stored with the sampler, so a
@@ -135,7 +141,7 @@ class SeededLangevinMove(mcmc.LangevinDynamicsMove):
         integrator = super()._get_integrator(thermodynamic_state)
         if self.seed is not None:
             rank = mpiplus.get_mpicomm().rank if mpiplus.get_mpicomm() is not None else 0
-            integrator.setRandomNumberSeed(int(self.seed) + 1000 * rank)
+            integrator.setRandomNumberSeed(integrator_seed(int(self.seed) + 1000 * rank))
         return integrator
 
     def __getstate__(self):
@@ -165,8 +171,13 @@ def replica_exchange(system: openmm.System, positions, storage: Path, *, lambdas
         reporter = MultiStateReporter(str(storage), checkpoint_interval=checkpoint_interval)
         sampler = ReplicaExchangeSampler.from_storage(reporter)
         sampler.energy_context_cache = sampler.sampler_context_cache = context_cache
-        # openmmtools keeps the stored move (steps, timestep); it cannot be replaced after creation.
+        # openmmtools keeps the stored move (steps, timestep); it cannot be replaced after creation. Its seed moves
+        # on with the iteration, so a resumed run does not replay the noise of the first iterations.
         start = sampler.iteration
+        stored = sampler._mcmc_moves if isinstance(sampler._mcmc_moves, list) else [sampler._mcmc_moves]
+        for stored_move in stored:
+            if isinstance(stored_move, SeededLangevinMove) and seed is not None:
+                stored_move.seed = seed + 7919 * start
         logger.info("resuming %s at iteration %d of %d", storage, start, iterations)
         if iterations > start:
             sampler.extend(iterations - start)
@@ -240,18 +251,18 @@ def neq_switching(system: openmm.System, storage: Path, analysis, *, switches: i
         if "context" not in held:
             integrator = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin, collision_rate / unit.picosecond,
                                                          timestep_fs * unit.femtosecond)
+            if seed is not None:  # read when the Context is created (later changes have no effect)
+                integrator.setRandomNumberSeed(integrator_seed(seed + 1 + index))  # this rank's first switch
             held["integrator"] = integrator
             held["context"] = openmm.Context(system, integrator, platform, properties)
         context, integrator = held["context"], held["integrator"]
-        if seed is not None:
-            integrator.setRandomNumberSeed(seed + 1 + index)
         path = np.linspace(0.0, 1.0, steps + 1)
         path = path if direction > 0 else path[::-1]
         if box is not None:
             context.setPeriodicBoxVectors(*box)
         context.setPositions(positions)
         context.setParameter(PARAMETER, path[0])
-        context.setVelocitiesToTemperature(temperature * unit.kelvin, *(() if seed is None else (seed + 1 + index,)))
+        context.setVelocitiesToTemperature(temperature * unit.kelvin, *(() if seed is None else (integrator_seed(seed + 1 + index),)))
         work = 0.0
         for k in range(steps):
             state = context.getState(getParameterDerivatives=True)

@@ -46,9 +46,10 @@ def declared_schemas(root: Path) -> Dict[str, str]:
 
 
 def argument_names(schema: str) -> List[str]:
-    """The argument names of an op schema such as ``"op(Tensor a, Tensor? b, int c=-1) -> Tensor"``."""
-    inside = schema.split("(", 1)[1].rsplit(") ->", 1)[0]
-    return [part.split("=", 1)[0].split()[-1] for part in inside.split(",") if part.strip()]
+    """The argument names of an op schema such as ``"op(Tensor a, Tensor? b, int c=-1) -> Tensor"`` (torch's parser)."""
+    import torch
+
+    return [argument.name for argument in torch._C.parse_schema(f"{NAMESPACE}::{schema}").arguments]
 
 
 def twin_schemas(root: Path) -> Dict[str, str]:

@@ -469,20 +469,17 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
         order = epoch_order(len(training), epoch, config.seed, config.records_per_epoch)
         running, seen = 0.0, 0
         bar = progress(total=len(order), desc=f"epoch {epoch + 1}/{config.epochs}")
-        annealing = config.anneal_epochs is not None and epoch >= config.epochs - config.anneal_epochs
-        if annealing and "anneal_from" not in state:
-            state["anneal_from"] = optimizer.param_groups[0]["lr"]  # the plateau's rate when annealing starts
-            _say(config, f"annealing the learning rate from {state['anneal_from']:.2e} to {config.min_lr:.2e} over "
-                         f"epochs {epoch + 1}-{config.epochs}")
+        anneal = _anneal_window(config, state, epoch, optimizer.param_groups[0]["lr"])
+        annealing = anneal is not None
         steps_per_epoch = max(1, math.ceil(len(order) / config.batch_size))
         for batch_number, chosen in enumerate(training.epoch_records(config.batch_size, None, order)):
             warm = min(1.0, (state["step"] + 1) / max(config.warmup_steps, 1))
             if state["step"] < config.warmup_steps:
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * warm
-            elif annealing:
-                done = epoch - (config.epochs - config.anneal_epochs) + batch_number / steps_per_epoch
-                rate = annealed_lr(state["anneal_from"], config.min_lr, done / config.anneal_epochs)
+            elif anneal is not None:
+                done = epoch - anneal["begin"] + (batch_number + 1) / steps_per_epoch
+                rate = annealed_lr(anneal["lr"], config.min_lr, done / (anneal["end"] - anneal["begin"]))
                 for group in optimizer.param_groups:
                     group["lr"] = rate
             optimizer.zero_grad(set_to_none=True)
@@ -556,6 +553,22 @@ def _check_elements(molecules: Sequence[Molecule], max_z: int) -> None:
         if bad:
             raise ValueError(f"{molecule.source or molecule.name}: elements {bad} are beyond the model's max_z "
                              f"({max_z}); raise model.max_z.")
+
+
+def _anneal_window(config: TrainingConfig, state: Dict[str, Any], epoch: int, lr: float) -> Optional[Dict[str, Any]]:
+    """The cosine anneal that covers ``epoch`` (``None`` before it): from ``lr`` at its first epoch to ``min_lr`` at
+    the end of the run. Kept in ``state``; when ``epochs`` or ``anneal_epochs`` change on resume it starts again from
+    the current rate and epoch, so the rate never jumps."""
+    if config.anneal_epochs is None or epoch < config.epochs - config.anneal_epochs:
+        return None
+    planned = [config.epochs - config.anneal_epochs, config.epochs]
+    window = state.get("anneal")
+    if window is None or window["planned"] != planned:
+        window = dict(planned=planned, begin=max(planned[0], epoch), end=config.epochs, lr=lr)
+        state["anneal"] = window
+        _say(config, f"annealing the learning rate from {lr:.2e} to {config.min_lr:.2e} over epochs "
+                     f"{window['begin'] + 1}-{window['end']}")
+    return window
 
 
 def annealed_lr(start: float, end: float, progress: float) -> float:

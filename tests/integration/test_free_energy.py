@@ -85,23 +85,24 @@ def test_mbar_ti_neq_agree(leg):
 
 
 def test_bar_error_bar_covers_the_truth():
-    """Crooks-consistent Gaussian work (dissipation sigma^2 / 2kT each way) with a known Delta F and 10 switches a
-    direction, as in a short NEQ leg: BAR's reported sigma never falls below pymbar's asymptotic one, and 2 sigma
-    covers the truth about 95 % of the time."""
+    """Crooks-consistent Gaussian work (dissipation sigma^2 / 2kT each way, sigma 8 kJ/mol) with a known Delta F and
+    only 5 switches a direction: BAR's value is pymbar's; its asymptotic error bar is too small here (2 sigma covers
+    the truth in 34 of 40 trials), and the bootstrap that the reported sigma takes when larger restores the coverage."""
     from pymbar import other_estimators
 
     kT, truth, rng = kT_kj(300.0), -86400.0, np.random.default_rng(3)
-    covered = 0
-    for trial in range(60):
-        spread = (2.0, 5.0)[trial % 2]
-        forward = rng.normal(truth + spread**2 / (2 * kT), spread, 10)
-        reverse = rng.normal(-truth + spread**2 / (2 * kT), spread, 10)
-        bar, jarzynski = work_estimates(forward, reverse, 300.0)
+    trials, reported, asymptotic_only, raised = 40, 0, 0, 0
+    for _ in range(trials):
+        forward = rng.normal(truth + 8.0**2 / (2 * kT), 8.0, 5)
+        reverse = rng.normal(-truth + 8.0**2 / (2 * kT), 8.0, 5)
+        bar, _ = work_estimates(forward, reverse, 300.0)
         asymptotic = other_estimators.bar((forward - truth) / kT, (reverse + truth) / kT)
         assert bar.value == pytest.approx(float(asymptotic["Delta_f"]) * kT + truth, abs=1e-6)
-        assert bar.sigma >= float(asymptotic["dDelta_f"]) * kT * (1 - 1e-9)
-        covered += abs(bar.value - truth) < 2 * bar.sigma
-    assert covered / 60 >= 0.88, covered
+        sigma = float(asymptotic["dDelta_f"]) * kT
+        reported += abs(bar.value - truth) < 2 * bar.sigma
+        asymptotic_only += abs(bar.value - truth) < 2 * sigma
+        raised += bar.sigma > 1.05 * sigma
+    assert asymptotic_only <= 35 and reported >= 36 and raised >= 10, (asymptotic_only, reported, raised)
 
 
 def test_reports_written(leg):

@@ -317,10 +317,13 @@ def test_annealing_set_on_resume_takes_the_rate_down_along_a_cosine(dataset, tmp
     result = train(tiny_config(dataset, tmp_path / "run", epochs=5, anneal_epochs=3, **settings))
     rates = [row["lr"] for row in result.history]
     assert rates[:2] == [2e-3, 2e-3]
-    steps = 3  # 12 records in batches of 4; the last batch of epoch k + 1 of the anneal is at k + 2/3 of 3
-    expected = [annealed_lr(2e-3, 1e-5, (k + (steps - 1) / steps) / 3) for k in range(3)]
+    # 12 records in batches of 4: the last batch of the anneal's epoch k + 1 ends at (k + 1) / 3 of it.
+    expected = [annealed_lr(2e-3, 1e-5, (k + 1) / 3) for k in range(3)]
     assert rates[2:] == pytest.approx(expected, rel=1e-12)
-    assert rates[2] > rates[3] > rates[4] > 1e-5 and rates[4] < 2e-4
+    assert rates[2] > rates[3] > rates[4] == pytest.approx(1e-5)
+    # Extended after the anneal (or the anneal changed): it starts again from the current rate, no jump back up.
+    longer = train(tiny_config(dataset, tmp_path / "run", epochs=7, anneal_epochs=3, **settings))
+    assert [row["lr"] for row in longer.history[5:]] == pytest.approx([1e-5, 1e-5], rel=1e-9)
     assert annealed_lr(2e-3, 1e-5, 0.0) == 2e-3 and annealed_lr(2e-3, 1e-5, 1.5) == 1e-5
     with pytest.raises(ValueError, match="anneal_epochs must be between 1 and epochs"):
         train(tiny_config(dataset, tmp_path / "x", epochs=2, anneal_epochs=3))
