@@ -140,7 +140,8 @@ class SeededLangevinMove(mcmc.LangevinDynamicsMove):
     def _get_integrator(self, thermodynamic_state):
         integrator = super()._get_integrator(thermodynamic_state)
         if self.seed is not None:
-            rank = mpiplus.get_mpicomm().rank if mpiplus.get_mpicomm() is not None else 0
+            comm = mpiplus.get_mpicomm()
+            rank = 0 if comm is None else comm.rank
             integrator.setRandomNumberSeed(integrator_seed(int(self.seed) + 1000 * rank))
         return integrator
 
@@ -159,8 +160,9 @@ def replica_exchange(system: openmm.System, positions, storage: Path, *, lambdas
                      equilibration_iterations: int, checkpoint_interval: int, platform: openmm.Platform,
                      properties: Dict[str, str], resume: bool, seed: Optional[int] = None) -> int:
     """Run (or finish) the replica exchange in ``storage``; returns the iteration it resumed from (0 when fresh)."""
-    move = SeededLangevinMove(timestep=timestep_fs * unit.femtoseconds, collision_rate=collision_rate / unit.picoseconds,
-                              n_steps=steps_per_iteration, reassign_velocities=False, seed=seed)
+    move = SeededLangevinMove(timestep=timestep_fs * unit.femtoseconds,
+                              collision_rate=collision_rate / unit.picoseconds, n_steps=steps_per_iteration,
+                              reassign_velocities=False, seed=seed)
     context_cache = cache.ContextCache(platform=platform, platform_properties=properties or None)
     existing = mpiplus.run_single_node(0, lambda: storage.exists() and (stored_lambdas(storage) if resume else None),
                                        broadcast_result=True)
@@ -248,11 +250,12 @@ def neq_switching(system: openmm.System, storage: Path, analysis, *, switches: i
 
     def switch(job) -> float:
         direction, index, (positions, box) = job
+        switch_seed = None if seed is None else integrator_seed(seed + 1 + index)
         if "context" not in held:
             integrator = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin, collision_rate / unit.picosecond,
                                                          timestep_fs * unit.femtosecond)
-            if seed is not None:  # read when the Context is created (later changes have no effect)
-                integrator.setRandomNumberSeed(integrator_seed(seed + 1 + index))  # this rank's first switch
+            if switch_seed is not None:  # read when the Context is created (later changes have no effect)
+                integrator.setRandomNumberSeed(switch_seed)  # this rank's first switch
             held["integrator"] = integrator
             held["context"] = openmm.Context(system, integrator, platform, properties)
         context, integrator = held["context"], held["integrator"]
@@ -262,7 +265,7 @@ def neq_switching(system: openmm.System, storage: Path, analysis, *, switches: i
             context.setPeriodicBoxVectors(*box)
         context.setPositions(positions)
         context.setParameter(PARAMETER, path[0])
-        context.setVelocitiesToTemperature(temperature * unit.kelvin, *(() if seed is None else (integrator_seed(seed + 1 + index),)))
+        context.setVelocitiesToTemperature(temperature * unit.kelvin, *(() if switch_seed is None else (switch_seed,)))
         work = 0.0
         for k in range(steps):
             state = context.getState(getParameterDerivatives=True)
