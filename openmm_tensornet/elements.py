@@ -1,36 +1,23 @@
 """Element symbols and masses by atomic number, for the layers that must not import OpenMM (the model).
 
-The values are those of OpenMM 8.6 `openmm.app.element` (dalton), copied so that `nn/` stays free of OpenMM;
-`tests/unit/test_architecture.py` checks them against OpenMM's table.
+The values are those of OpenMM 8.6 `openmm.app.element` (dalton), copied into ``elements.csv`` (next to this file)
+so that `nn/` stays free of OpenMM; `tests/unit/test_architecture.py` checks them against OpenMM's table.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, Tuple
 
+
+def _read_table() -> Dict[int, Tuple[str, float]]:
+    table: Dict[int, Tuple[str, float]] = {}
+    for line in (Path(__file__).with_name("elements.csv")).read_text().splitlines():
+        if line and not line.startswith("#"):
+            number, symbol, mass = line.split(",")
+            table[int(number)] = (symbol, float(mass))
+    return table
+
+
 # atomic number: (symbol, mass in dalton)
-ELEMENTS: Dict[int, Tuple[str, float]] = {
-    1: ("H", 1.007947), 2: ("He", 4.003), 3: ("Li", 6.9412), 4: ("Be", 9.0121823), 5: ("B", 10.8117),
-    6: ("C", 12.01078), 7: ("N", 14.00672), 8: ("O", 15.99943), 9: ("F", 18.99840325), 10: ("Ne", 20.17976),
-    11: ("Na", 22.989769282), 12: ("Mg", 24.30506), 13: ("Al", 26.98153868), 14: ("Si", 28.08553),
-    15: ("P", 30.9737622), 16: ("S", 32.0655), 17: ("Cl", 35.4532), 18: ("Ar", 39.9481), 19: ("K", 39.09831),
-    20: ("Ca", 40.0784), 21: ("Sc", 44.9559126), 22: ("Ti", 47.8671), 23: ("V", 50.94151), 24: ("Cr", 51.99616),
-    25: ("Mn", 54.9380455), 26: ("Fe", 55.8452), 27: ("Co", 58.9331955), 28: ("Ni", 58.69342), 29: ("Cu", 63.5463),
-    30: ("Zn", 65.4094), 31: ("Ga", 69.7231), 32: ("Ge", 72.641), 33: ("As", 74.921602), 34: ("Se", 78.963),
-    35: ("Br", 79.9041), 36: ("Kr", 83.7982), 37: ("Rb", 85.46783), 38: ("Sr", 87.621), 39: ("Y", 88.905852),
-    40: ("Zr", 91.2242), 41: ("Nb", 92.906382), 42: ("Mo", 95.942), 43: ("Tc", 98), 44: ("Ru", 101.072),
-    45: ("Rh", 102.905502), 46: ("Pd", 106.421), 47: ("Ag", 107.86822), 48: ("Cd", 112.4118), 49: ("In", 114.8183),
-    50: ("Sn", 118.7107), 51: ("Sb", 121.7601), 52: ("Te", 127.603), 53: ("I", 126.904473), 54: ("Xe", 131.2936),
-    55: ("Cs", 132.90545192), 56: ("Ba", 137.3277), 57: ("La", 138.905477), 58: ("Ce", 140.1161),
-    59: ("Pr", 140.907652), 60: ("Nd", 144.2423), 61: ("Pm", 145), 62: ("Sm", 150.362), 63: ("Eu", 151.9641),
-    64: ("Gd", 157.253), 65: ("Tb", 158.925352), 66: ("Dy", 162.5001), 67: ("Ho", 164.930322), 68: ("Er", 167.2593),
-    69: ("Tm", 168.934212), 70: ("Yb", 173.043), 71: ("Lu", 174.9671), 72: ("Hf", 178.492), 73: ("Ta", 180.947882),
-    74: ("W", 183.841), 75: ("Re", 186.2071), 76: ("Os", 190.233), 77: ("Ir", 192.2173), 78: ("Pt", 195.0849),
-    79: ("Au", 196.9665694), 80: ("Hg", 200.592), 81: ("Tl", 204.38332), 82: ("Pb", 207.21), 83: ("Bi", 208.980401),
-    84: ("Po", 209), 85: ("At", 210), 86: ("Rn", 222.018), 87: ("Fr", 223), 88: ("Ra", 226), 89: ("Ac", 227),
-    90: ("Th", 232.038062), 91: ("Pa", 231.035882), 92: ("U", 238.028913), 93: ("Np", 237), 94: ("Pu", 244),
-    95: ("Am", 243), 96: ("Cm", 247), 97: ("Bk", 247), 98: ("Cf", 251), 99: ("Es", 252), 100: ("Fm", 257),
-    101: ("Md", 258), 102: ("No", 259), 103: ("Lr", 262), 104: ("Rf", 261), 105: ("Db", 262), 106: ("Sg", 266),
-    107: ("Bh", 264), 108: ("Hs", 269), 109: ("Mt", 268), 110: ("Ds", 281), 111: ("Rg", 272), 112: ("Uub", 285),
-    113: ("Uut", 284), 114: ("Uuq", 289), 115: ("Uup", 288), 116: ("Uuh", 292),
-}
+ELEMENTS: Dict[int, Tuple[str, float]] = _read_table()

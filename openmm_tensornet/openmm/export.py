@@ -148,17 +148,10 @@ class TorchForceModule(nn.Module):
         return energy
 
 
-def export_torchscript(
-    model: TensorNet,
-    atomic_numbers: Sequence[int],
-    atoms: Optional[Sequence[int]] = None,
-    total_charge: float = 0.0,
-    periodic: bool = False,
-    num_particles: Optional[int] = None,
-    neighbor_capacity: Optional[int] = None,
-    static_shapes: bool = False,
-    scaled: Optional[str] = None,
-) -> torch.jit.ScriptModule:
+def export_torchscript(model: TensorNet, atomic_numbers: Sequence[int], atoms: Optional[Sequence[int]] = None,
+                       total_charge: float = 0.0, periodic: bool = False, num_particles: Optional[int] = None,
+                       neighbor_capacity: Optional[int] = None, static_shapes: bool = False,
+                       scaled: Optional[str] = None) -> torch.jit.ScriptModule:
     """Script a model for OpenMM's ``TorchForce``.
 
     Parameters

@@ -235,15 +235,9 @@ def _assemble(positions: Tensor, indices: Tensor, shifts: Tensor, num_pairs: Ten
     return NeighborPairs(indices, vectors, torch.linalg.vector_norm(vectors, dim=-1), num_pairs)
 
 
-def neighbor_pairs_reference(
-    positions: Tensor,
-    cutoff: float,
-    box: Optional[Tensor] = None,
-    batch: Optional[Tensor] = None,
-    max_pairs: Optional[int] = None,
-    half: bool = False,
-    check_overflow: bool = True,
-) -> NeighborPairs:
+def neighbor_pairs_reference(positions: Tensor, cutoff: float, box: Optional[Tensor] = None,
+                             batch: Optional[Tensor] = None, max_pairs: Optional[int] = None, half: bool = False,
+                             check_overflow: bool = True) -> NeighborPairs:
     """All pairs ``i != j`` with distance ``< cutoff``, by brute force in pure torch (the test oracle).
 
     Same arguments and result as :func:`neighbor_pairs`. Gradients flow to ``positions`` and ``box`` through
@@ -254,18 +248,9 @@ def neighbor_pairs_reference(
     return _assemble(positions, indices, shifts, num_pairs, box, max_pairs, check_overflow)
 
 
-def neighbor_pairs(
-    positions: Tensor,
-    cutoff: float,
-    box: Optional[Tensor] = None,
-    batch: Optional[Tensor] = None,
-    max_pairs: Optional[int] = None,
-    half: bool = False,
-    algorithm: str = "auto",
-    check_inputs: bool = True,
-    check_overflow: bool = True,
-    fused: bool = False,
-) -> NeighborPairs:
+def neighbor_pairs(positions: Tensor, cutoff: float, box: Optional[Tensor] = None, batch: Optional[Tensor] = None,
+                   max_pairs: Optional[int] = None, half: bool = False, algorithm: str = "auto",
+                   check_inputs: bool = True, check_overflow: bool = True, fused: bool = False) -> NeighborPairs:
     """Pairs closer than ``cutoff`` under the minimum-image convention, from the compiled op (TorchScript-able).
 
     Parameters

@@ -9,6 +9,15 @@ import torch
 from torch import Tensor, nn
 
 
+def _register(module: nn.Module, trainable: bool, **tensors: Tensor) -> None:
+    """Attach each tensor to ``module`` as a parameter (``trainable``) or as a buffer (saved, not trained)."""
+    for name, value in tensors.items():
+        if trainable:
+            module.register_parameter(name, nn.Parameter(value))
+        else:
+            module.register_buffer(name, value)
+
+
 class CosineCutoff(nn.Module):
     """Cosine switch from 1 to 0 between ``lower`` and ``upper`` (Å); zero outside ``[lower, upper)``.
 
@@ -47,12 +56,7 @@ class ExpNormalRBF(nn.Module):
         start = math.exp(lower - upper)
         means = torch.linspace(start, 1.0, num_rbf, dtype=dtype)
         betas = torch.full((num_rbf,), (2.0 / num_rbf * (1.0 - start)) ** -2, dtype=dtype)
-        if trainable:
-            self.means = nn.Parameter(means)
-            self.betas = nn.Parameter(betas)
-        else:
-            self.register_buffer("means", means)
-            self.register_buffer("betas", betas)
+        _register(self, trainable, means=means, betas=betas)
 
     def basis_tensors(self) -> Tuple[Tensor, Tensor]:
         """``(means, betas)`` as the compiled ``pair_geometry`` op takes them."""
@@ -75,12 +79,7 @@ class GaussianRBF(nn.Module):
         self.rbf_type = "gauss"
         offsets = torch.linspace(lower, upper, num_rbf, dtype=dtype)
         coeff = -0.5 / (offsets[1] - offsets[0]) ** 2
-        if trainable:
-            self.offsets = nn.Parameter(offsets)
-            self.coeff = nn.Parameter(coeff)
-        else:
-            self.register_buffer("offsets", offsets)
-            self.register_buffer("coeff", coeff)
+        _register(self, trainable, offsets=offsets, coeff=coeff)
 
     def basis_tensors(self) -> Tuple[Tensor, Tensor]:
         """``(offsets, coeff [1])`` as the compiled ``pair_geometry`` op takes them."""

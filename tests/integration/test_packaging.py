@@ -163,6 +163,20 @@ def test_every_plugin_source_ships_in_the_wheel():
         assert any(fnmatch(source, pattern) for pattern in patterns), f"{source} matches no package-data pattern"
 
 
+def test_every_data_file_of_the_package_ships_in_the_wheel():
+    """Files the package reads at run time (the element table, the shipped models) must match its package-data,
+    or an installed package fails where a source checkout works."""
+    from fnmatch import fnmatch
+
+    patterns = _pyproject()["tool"]["setuptools"]["package-data"]["openmm_tensornet"]
+    package = ROOT / "openmm_tensornet"
+    data = [p.relative_to(package).as_posix() for p in package.rglob("*")
+            if p.is_file() and p.suffix not in {".py", ".pyc"} and "__pycache__" not in p.parts]
+    assert "elements.csv" in data and "models/default.pt" in data
+    for name in data:
+        assert any(fnmatch(name, pattern) for pattern in patterns), f"{name} matches no package-data pattern"
+
+
 def test_importing_never_compiles_the_ops(tmp_path):
     """`import openmmml` loads our entry point and so imports openmm_tensornet: with a cold ops cache that must not
     compile anything (the first model does); with the cache warm, importing loads the cached library."""
