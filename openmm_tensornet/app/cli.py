@@ -43,8 +43,14 @@ def _build_ops() -> int:
 
 def _is_user_error(error: BaseException) -> bool:
     """Errors a command reports as ``error: <message>`` (exit 1) instead of a traceback: bad input (ValueError,
-    including DataError), missing files or packages, and SimulationError (only raised once its module is loaded)."""
-    if isinstance(error, (ValueError, FileNotFoundError, ImportError)):
+    including DataError), missing files or packages, and SimulationError (only raised once its module is loaded).
+
+    An ImportError counts when a package the user must install is missing, or when the package raised it with a
+    message on purpose (no ``name``: the ABI check, optional dependencies); a failed import of one of our own
+    modules is a bug and keeps its traceback."""
+    if isinstance(error, ImportError):
+        return error.name is None or not error.name.split(".")[0] == __package__.split(".")[0]
+    if isinstance(error, (ValueError, FileNotFoundError)):
         return True
     simulate = sys.modules.get(f"{__package__}.simulate")
     return simulate is not None and isinstance(error, simulate.SimulationError)

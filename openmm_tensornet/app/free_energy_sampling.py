@@ -5,6 +5,7 @@ end states. MPI through openmmtools' mpiplus: replicas and switches are spread o
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -110,16 +111,25 @@ def seed_replica_mixing(seed: int) -> None:
     """Seed numpy's global generator and numba's own one: openmmtools mixes replicas in a numba-compiled function
     when numba is installed, and ``np.random.seed`` from Python does not reach numba's generator."""
     np.random.seed(seed)
+    numba_seed = _numba_seeder()
+    if numba_seed is not None:
+        numba_seed(seed)
+
+
+@functools.lru_cache(maxsize=None)
+def _numba_seeder():
+    """A numba function that seeds numba's generator, compiled once per process; ``None`` without numba (openmmtools
+    then mixes with numpy's generator)."""
     try:
         from numba import njit
-    except ImportError:  # pragma: no cover - openmmtools then mixes with numpy's generator
-        return
+    except ImportError:  # pragma: no cover
+        return None
 
     @njit
     def _seed(value):
         np.random.seed(value)
 
-    _seed(seed)
+    return _seed
 
 
 def integrator_seed(value: int) -> int:
