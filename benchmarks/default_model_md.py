@@ -1,7 +1,7 @@
 """Stability of a default model in MD: Langevin at 300 K through OpenMM's TorchForce on the CPU (issue 15).
 
     python benchmarks/default_model_md.py [--model PATH] [--picoseconds 100] [--timestep-fs 1.0]
-        [--environment vacuum water] [--set stability|systems|all] [--only NAME ...] [--results FILE]
+        [--environment vacuum water] [--set stability|systems|all] [--only NAME ...] [--shard K/N] [--results FILE]
     python benchmarks/default_model_md.py --nve [--model PATH] [--nve-picoseconds 20] [--only NAME ...]
 
 Molecules: ``stability``: ``recipes/default_model/stability.smi`` (25 drugs, protonated at pH 7 as the training
@@ -242,6 +242,9 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "default_model_md.jsonl")
     parser.add_argument("--ligand-charges", choices=["am1bcc", "xtb"], default="am1bcc")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shard", help="K/N: run only every N-th molecule from the K-th (0-based), so N processes "
+                                        "of --threads 1 share the set (on 2 cores, two 1-thread runs of small "
+                                        "molecules finish sooner than one 2-thread run after another)")
     parser.add_argument("--nve", action="store_true")
     parser.add_argument("--nve-picoseconds", type=float, default=20.0)
     args = parser.parse_args()
@@ -259,6 +262,14 @@ def main() -> None:
         chosen = [e for e in chosen if e.name in args.only]
         if not chosen:
             parser.error(f"none of {args.only} is in the set; names: {[e.name for e in entries('all')]}")
+    if args.shard:
+        try:
+            index, count = (int(part) for part in args.shard.split("/"))
+        except ValueError:
+            parser.error(f"--shard takes K/N (for example 0/2), not {args.shard!r}")
+        if not 0 <= index < count:
+            parser.error(f"--shard {args.shard}: K must be in 0..N-1")
+        chosen = chosen[index::count]
 
     if args.nve:
         if not args.only:

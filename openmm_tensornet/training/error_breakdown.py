@@ -27,6 +27,7 @@ class ErrorBreakdown:
     energy_predicted: List[float] = field(default_factory=list)
     atoms: List[int] = field(default_factory=list)  # per record
     molecule: List[int] = field(default_factory=list)  # per record: index into the data set's molecules
+    index: List[int] = field(default_factory=list)  # per record: its index among its molecule's configurations
     charge: List[int] = field(default_factory=list)  # per record
     dimer: List[bool] = field(default_factory=list)  # per record: a non-covalent pair ("A+B" names)
     force_reference: List[np.ndarray] = field(default_factory=list)  # per record, [N, 3]
@@ -98,6 +99,7 @@ def error_breakdown(model, batches, batch_size: int = 32) -> ErrorBreakdown:
             result.energy_predicted.append(float(out.energy[k].detach()))
             result.atoms.append(int(atoms.numel()))
             result.molecule.append(record.molecule)
+            result.index.append(record.index)
             result.charge.append(int(round(float(molecule.charge))))
             result.dimer.append("+" in molecule.name)
             result.force_reference.append(batch["forces"][atoms].detach().cpu().double().numpy())

@@ -23,6 +23,24 @@ from openmm_tensornet.training.trainer import Batches, TrainingConfig, split_rec
 HERE = Path(__file__).resolve().parent
 
 
+# data.sh's layout of one shard: per temperature (300, 600, 1000 K) 4 MD frames, each followed by its 2 displaced
+# copies, then 6 bond distortions; 42 records. A shard that lost records (SCF failures) has another count and
+# its records cannot be told apart by position.
+TEMPERATURES, FRAMES, COPIES, DISTORTIONS = (300, 600, 1000), 4, 2, 6
+FULL_SHARD = len(TEMPERATURES) * FRAMES * (1 + COPIES) + DISTORTIONS
+
+
+def sample_kind(index: int, records_in_shard: int) -> str:
+    """How data.sh made record ``index`` of a shard of ``records_in_shard`` records."""
+    if records_in_shard != FULL_SHARD:
+        return "shard with lost records (kind unknown)"
+    per_temperature = FRAMES * (1 + COPIES)
+    if index >= len(TEMPERATURES) * per_temperature:
+        return "bond stretched/compressed"
+    temperature = TEMPERATURES[index // per_temperature]
+    return f"{temperature} K MD frame" if index % (1 + COPIES) == 0 else f"{temperature} K MD frame, displaced"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
@@ -40,6 +58,7 @@ def main() -> None:
     records, left_out = within_max_force(molecules, test if args.set == "test" else validation, config.max_force)
     model = load_model(args.model)
     result = error_breakdown(model, Batches(molecules, records, torch.float32))
+    sizes = [len(m.energy) for m in molecules]
     conformational = np.abs(result.conformational_errors()).mean() * 1000
     forces = np.concatenate([(p - r).ravel() for p, r in zip(result.force_predicted, result.force_reference)])
     print(f"{args.set} set: {len({result.molecule[i] for i in range(len(result.atoms))})} molecules never seen in "
@@ -55,6 +74,8 @@ def main() -> None:
     print("\n".join(markdown(result.table(lambda r: f"{result.charge[r]:+d}"), "total charge (e)", columns)) + "\n")
     print("\n".join(markdown(result.table(lambda r: "pair (non-covalent)" if result.dimer[r] else "single molecule"),
                              "kind", columns)))
+    print("\n" + "\n".join(markdown(result.table(lambda r: sample_kind(result.index[r], sizes[result.molecule[r]])),
+                                    "sample (data.sh)", columns)))
     parity_plot(result, args.plot, title=f"{args.model.name}: {args.set} molecules (GFN2-xTB)")
     print(f"\nparity plot: {args.plot}")
 

@@ -366,6 +366,7 @@ def test_error_breakdown_matches_errors_computed_by_hand(dataset, tmp_path):
     atoms = np.array([n for _, _, n in expected_energy])
     centred = np.concatenate([(errors[which == m] - errors[which == m].mean()) / atoms[which == m]
                               for m in np.unique(which)])
+    assert result.index == [record.index for record in val] and result.molecule == [r.molecule for r in val]
     by_charge = result.table(lambda r: result.charge[r])
     assert sum(row["records"] for row in by_charge.values()) == len(val)
     overall = result.table(lambda r: "all")["all"]
