@@ -262,6 +262,8 @@ def main() -> None:
         chosen = [e for e in chosen if e.name in args.only]
         if not chosen:
             parser.error(f"none of {args.only} is in the set; names: {[e.name for e in entries('all')]}")
+    if args.nve and not args.only:
+        chosen = [e for e in entries("all") if e.name in ("paracetamol", "ibuprofen", "alanine dipeptide (systems/)")]
     if args.shard:
         try:
             index, count = (int(part) for part in args.shard.split("/"))
@@ -272,9 +274,6 @@ def main() -> None:
         chosen = chosen[index::count]
 
     if args.nve:
-        if not args.only:
-            chosen = [e for e in entries("all") if e.name in ("paracetamol", "ibuprofen",
-                                                                "alanine dipeptide (systems/)")]
         double = TensorNetPotential(load_model(args.model).to(torch.float64) if args.model
                                     else load_default_model().to(torch.float64))
         print(f"model {args.model or 'default'} ({checksum}); velocity Verlet 0.5 fs, {args.nve_picoseconds} ps "

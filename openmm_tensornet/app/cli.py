@@ -49,7 +49,7 @@ def _is_user_error(error: BaseException) -> bool:
     message on purpose (no ``name``: the ABI check, optional dependencies); a failed import of one of our own
     modules is a bug and keeps its traceback."""
     if isinstance(error, ImportError):
-        return error.name is None or not error.name.split(".")[0] == __package__.split(".")[0]
+        return error.name is None or error.name.split(".")[0] != __package__.split(".")[0]
     if isinstance(error, (ValueError, FileNotFoundError)):
         return True
     simulate = sys.modules.get(f"{__package__}.simulate")
