@@ -7,7 +7,7 @@ from a sensible baseline. AdamW, linear learning-rate warm-up, reduce-on-plateau
 cosine down to ``min_lr`` over the last epochs; it may be set or changed on resume to plan a run's end), an
 exponential moving average (EMA) of the weights (validated, saved and used for the final model), early stopping,
 gradient clipping, a split by molecule, float32 or float64, resume from ``<output>/last.ckpt`` (bit-for-bit: the
-same state as an uninterrupted run), a progress bar, and at the end ``metrics.md``, ``history.csv`` and
+same state as an uninterrupted run), ``init_from`` a checkpoint's weights (a warm restart or fine-tuning), a progress bar, and at the end ``metrics.md``, ``history.csv`` and
 ``learning_curve.png``.
 
 ``device`` "auto" trains on a GPU when torch sees one. Under ``torchrun`` (``torchrun --nproc_per_node K
@@ -77,6 +77,7 @@ class TrainingConfig:
     validation_records: Optional[int] = None
     threads: Optional[int] = None
     device: str = "auto"
+    init_from: Optional[str] = None
 
     @classmethod
     def from_yaml(cls, path) -> "TrainingConfig":
@@ -93,7 +94,7 @@ class TrainingConfig:
         if "data" not in values:
             raise ValueError(f"{path}: 'data' (the data set directory or file) is required.")
         base = Path(path).parent
-        for key in ("data", "output"):
+        for key in ("data", "output", "init_from"):
             if key in values and not Path(values[key]).is_absolute():
                 values[key] = str(base / values[key])
         if "split" in values:
@@ -436,6 +437,8 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
                                          for r in train_records])))
     atomrefs = fit_atomrefs(molecules, train_records, int(hyper.get("max_z", 128)))
     model = recipe.build(hyper, atomrefs, max(rms_force, 1e-3)).to(device)
+    if config.init_from is not None:
+        _start_from(model, Path(config.init_from), atomrefs, recipe, config)
     model.train()
     ema = copy.deepcopy(model)
     for parameter in ema.parameters():
@@ -553,6 +556,34 @@ def _check_elements(molecules: Sequence[Molecule], max_z: int) -> None:
         if bad:
             raise ValueError(f"{molecule.source or molecule.name}: elements {bad} are beyond the model's max_z "
                              f"({max_z}); raise model.max_z.")
+
+
+def _start_from(model: torch.nn.Module, path: Path, atomrefs: torch.Tensor, recipe: TensorNetRecipe,
+                config: TrainingConfig) -> None:
+    """``init_from``: the weights of the checkpoint at ``path`` (same architecture), with the per-element reference
+    energies refitted on this data set, so that a warm restart on the same data starts exactly where the checkpoint
+    left off and fine-tuning on another level of theory starts from its energy offsets."""
+    if not path.exists():
+        raise FileNotFoundError(f"init_from: {path} does not exist; give the model.pt (or torchmd-net .ckpt) to "
+                                "start from.")
+    start = recipe.load(path)
+    units = (start.hparams.get("energy_unit"), start.hparams.get("length_unit"))
+    if units != ("eV", "angstrom"):
+        raise ValueError(f"init_from: {path} is in {units[0]} and {units[1]}, but training works in eV and Å; "
+                         "convert the checkpoint (load_model(..., energy_unit=...) then save_model) first.")
+    ours, theirs = model.state_dict(), start.state_dict()
+    differ = [f"{key}: {start.hparams.get(key)!r} there, {value!r} here" for key, value in model.hparams.items()
+              if key not in ("elements", "dtype", "energy_unit", "length_unit") and start.hparams.get(key) != value]
+    differ += [f"weights {key}" for key in sorted(set(ours) | set(theirs))
+               if key not in ours or key not in theirs or ours[key].shape != theirs[key].shape][:3]
+    if differ:
+        raise ValueError(f"init_from: {path} has another architecture than this configuration's model ("
+                         f"{'; '.join(differ)}); set model: to the checkpoint's hyper-parameters.")
+    model.load_state_dict({key: value.to(ours[key].dtype) for key, value in theirs.items()})
+    with torch.no_grad():
+        model.atomref.copy_(atomrefs[: model.max_z].to(model.atomref.dtype))
+        model.energy_mean.zero_()
+    _say(config, f"started from the weights of {path}")
 
 
 def _anneal_window(config: TrainingConfig, state: Dict[str, Any], epoch: int, lr: float) -> Optional[Dict[str, Any]]:

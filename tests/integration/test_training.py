@@ -197,6 +197,22 @@ def test_resume_reproduces_the_uninterrupted_run(dataset, tmp_path):
         train(tiny_config(dataset, tmp_path / "resumed", epochs=5, lr=1e-2))
 
 
+def test_init_from_starts_where_the_checkpoint_left_off(dataset, tmp_path):
+    """A run started from a checkpoint's weights validates, before any step, exactly as that checkpoint does on the
+    same data (its first epoch at lr 0 keeps the weights); another architecture is refused with what differs."""
+    first = train(tiny_config(dataset, tmp_path / "first", epochs=3))
+    again = train(tiny_config(dataset, tmp_path / "again", epochs=1, lr=1e-12, warmup_steps=1,
+                              init_from=str(tmp_path / "first" / "model.pt")))
+    assert again.history[0]["val_loss"] == pytest.approx(min(row["val_loss"] for row in first.history), rel=1e-5)
+    fresh = train(tiny_config(dataset, tmp_path / "fresh", epochs=1, lr=1e-12, warmup_steps=1))
+    assert fresh.history[0]["val_loss"] > 2 * again.history[0]["val_loss"]
+    wider = dict(tiny_config(dataset, tmp_path).model, hidden_channels=24)
+    with pytest.raises(ValueError, match=r"another architecture .*hidden_channels: 16 there, 24 here"):
+        train(tiny_config(dataset, tmp_path / "wider", model=wider, init_from=str(tmp_path / "first" / "model.pt")))
+    with pytest.raises(FileNotFoundError, match="init_from: .*gone.pt does not exist"):
+        train(tiny_config(dataset, tmp_path / "gone", init_from=str(tmp_path / "gone.pt")))
+
+
 def test_config_errors_are_clear(tmp_path, dataset):
     (tmp_path / "c.yaml").write_text("data: x\nlearning_rate: 0.1\n")
     with pytest.raises(ValueError, match=r"unknown keys \['learning_rate'\]"):
