@@ -7,8 +7,8 @@ from a sensible baseline. AdamW, linear learning-rate warm-up, reduce-on-plateau
 cosine down to ``min_lr`` over the last epochs; it may be set or changed on resume to plan a run's end), an
 exponential moving average (EMA) of the weights (validated, saved and used for the final model), early stopping,
 gradient clipping, a split by molecule, float32 or float64, resume from ``<output>/last.ckpt`` (bit-for-bit: the
-same state as an uninterrupted run), ``init_from`` a checkpoint's weights (a warm restart or fine-tuning), a progress bar, and at the end ``metrics.md``, ``history.csv`` and
-``learning_curve.png``.
+same state as an uninterrupted run), ``init_from`` a checkpoint's weights (a warm restart or fine-tuning), a
+progress bar, and at the end ``metrics.md``, ``history.csv`` and ``learning_curve.png``.
 
 ``device`` "auto" trains on a GPU when torch sees one. Under ``torchrun`` (``torchrun --nproc_per_node K
 -m openmm_tensornet.app.cli train config.yaml``, one process per GPU, or several nodes) the run is data-parallel: each
@@ -95,7 +95,8 @@ class TrainingConfig:
             raise ValueError(f"{path}: 'data' (the data set directory or file) is required.")
         base = Path(path).parent
         for key in ("data", "output", "init_from"):
-            if key in values and not Path(values[key]).is_absolute():
+            if key in values and not Path(values[key]).is_absolute() and not (key == "init_from"
+                                                                              and values[key] == "default"):
                 values[key] = str(base / values[key])
         if "split" in values:
             values["split"] = tuple(values["split"])
@@ -438,7 +439,10 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
     atomrefs = fit_atomrefs(molecules, train_records, int(hyper.get("max_z", 128)))
     model = recipe.build(hyper, atomrefs, max(rms_force, 1e-3)).to(device)
     if config.init_from is not None:
-        _start_from(model, Path(config.init_from), atomrefs, recipe, config)
+        from ..io.checkpoint import DEFAULT_MODEL
+
+        start = DEFAULT_MODEL if config.init_from == "default" else Path(config.init_from)
+        _start_from(model, start, atomrefs, recipe, config)
     model.train()
     ema = copy.deepcopy(model)
     for parameter in ema.parameters():

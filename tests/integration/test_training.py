@@ -209,6 +209,11 @@ def test_init_from_starts_where_the_checkpoint_left_off(dataset, tmp_path):
     wider = dict(tiny_config(dataset, tmp_path).model, hidden_channels=24)
     with pytest.raises(ValueError, match=r"another architecture .*hidden_channels: 16 there, 24 here"):
         train(tiny_config(dataset, tmp_path / "wider", model=wider, init_from=str(tmp_path / "first" / "model.pt")))
+    (tmp_path / "tune.yaml").write_text(f"data: {dataset}\ninit_from: default\n")
+    tune = TrainingConfig.from_yaml(tmp_path / "tune.yaml")
+    assert tune.init_from == "default"  # the shipped model, not a file next to the YAML
+    with pytest.raises(ValueError, match="hidden_channels: 64 there, 16 here"):
+        train(tiny_config(dataset, tmp_path / "tune", init_from="default"))
     with pytest.raises(FileNotFoundError, match="init_from: .*gone.pt does not exist"):
         train(tiny_config(dataset, tmp_path / "gone", init_from=str(tmp_path / "gone.pt")))
 
