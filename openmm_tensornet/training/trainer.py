@@ -573,8 +573,9 @@ def _start_from(model: torch.nn.Module, path: Path, atomrefs: torch.Tensor, reci
     start = recipe.load(path)
     units = (start.hparams.get("energy_unit"), start.hparams.get("length_unit"))
     if units != ("eV", "angstrom"):
-        raise ValueError(f"init_from: {path} is in {units[0]} and {units[1]}, but training works in eV and Å; "
-                         "convert the checkpoint (load_model(..., energy_unit=...) then save_model) first.")
+        raise ValueError(f"init_from: {path} was trained in {units[0]} and {units[1]}, but training works in eV "
+                         "and Å (its weights would give energies in the wrong unit); start from a model trained in "
+                         "eV and Å, or from scratch.")
     ours, theirs = model.state_dict(), start.state_dict()
     differ = [f"{key}: {start.hparams.get(key)!r} there, {value!r} here" for key, value in model.hparams.items()
               if key not in ("elements", "dtype", "energy_unit", "length_unit") and start.hparams.get(key) != value]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from openmm_tensornet import load_model
+from openmm_tensornet import load_model, save_model
 from openmm_tensornet.io.data import DataError, Molecule, read_dataset, read_extxyz, read_molecule, write_molecule
 from openmm_tensornet.training.datagen import XTB, generate_data, load_structures
 from openmm_tensornet.training.trainer import (Batches, TrainingConfig, epoch_order, evaluate_errors, fit_atomrefs,
@@ -214,6 +214,9 @@ def test_init_from_starts_where_the_checkpoint_left_off(dataset, tmp_path):
     assert tune.init_from == "default"  # the shipped model, not a file next to the YAML
     with pytest.raises(ValueError, match="hidden_channels: 64 there, 16 here"):
         train(tiny_config(dataset, tmp_path / "tune", init_from="default"))
+    save_model(load_model(tmp_path / "first" / "model.pt", energy_unit="kcal/mol"), tmp_path / "kcal.pt")
+    with pytest.raises(ValueError, match="kcal.pt was trained in kcal/mol and angstrom, but training works in eV"):
+        train(tiny_config(dataset, tmp_path / "kcal", init_from=str(tmp_path / "kcal.pt")))
     with pytest.raises(FileNotFoundError, match="init_from: .*gone.pt does not exist"):
         train(tiny_config(dataset, tmp_path / "gone", init_from=str(tmp_path / "gone.pt")))
 
