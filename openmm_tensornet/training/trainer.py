@@ -438,7 +438,9 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
                                          for r in train_records])))
     atomrefs = fit_atomrefs(molecules, train_records, int(hyper.get("max_z", 128)))
     model = recipe.build(hyper, atomrefs, max(rms_force, 1e-3)).to(device)
-    if config.init_from is not None:
+    last = output / "last.ckpt"
+    resuming = config.resume and last.exists()
+    if config.init_from is not None and not resuming:  # a resumed run takes its weights from last.ckpt
         from ..io.checkpoint import DEFAULT_MODEL
 
         start = DEFAULT_MODEL if config.init_from == "default" else Path(config.init_from)
@@ -451,8 +453,7 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.plateau_factor,
                                                          patience=config.plateau_patience, min_lr=config.min_lr)
     state = dict(epoch=0, step=0, best=math.inf, best_epoch=-1, since_best=0, history=[])
-    last = output / "last.ckpt"
-    if config.resume and last.exists():
+    if resuming:
         saved = torch.load(last, weights_only=False, map_location=device)
         if saved.get("version") != TRAINING_STATE_VERSION:
             raise ValueError(f"{last} was written by another version of the trainer; delete it or set resume: false.")

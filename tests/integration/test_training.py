@@ -204,6 +204,11 @@ def test_init_from_starts_where_the_checkpoint_left_off(dataset, tmp_path):
     again = train(tiny_config(dataset, tmp_path / "again", epochs=1, lr=1e-12, warmup_steps=1,
                               init_from=str(tmp_path / "first" / "model.pt")))
     assert again.history[0]["val_loss"] == pytest.approx(min(row["val_loss"] for row in first.history), rel=1e-5)
+    # Resumed, the run continues from its own last.ckpt: the checkpoint it started from is no longer needed.
+    (tmp_path / "first" / "model.pt").rename(tmp_path / "first.pt")
+    assert len(train(tiny_config(dataset, tmp_path / "again", epochs=2, lr=1e-12, warmup_steps=1,
+                                 init_from=str(tmp_path / "first" / "model.pt"))).history) == 2
+    (tmp_path / "first.pt").rename(tmp_path / "first" / "model.pt")
     fresh = train(tiny_config(dataset, tmp_path / "fresh", epochs=1, lr=1e-12, warmup_steps=1))
     assert fresh.history[0]["val_loss"] > 2 * again.history[0]["val_loss"]
     wider = dict(tiny_config(dataset, tmp_path).model, hidden_channels=24)
