@@ -3,6 +3,7 @@
     python benchmarks/default_model_md.py [--model PATH] [--picoseconds 100] [--timestep-fs 1.0]
         [--environment vacuum water] [--set stability|systems|all] [--only NAME ...] [--shard K/N] [--results FILE]
     python benchmarks/default_model_md.py --nve [--model PATH] [--nve-picoseconds 20] [--only NAME ...]
+    python benchmarks/default_model_md.py --table [--model PATH] [--results FILE]
 
 Molecules: ``stability``: ``recipes/default_model/stability.smi`` (25 drugs, protonated at pH 7 as the training
 molecules are; built with RDKit ETKDG + MMFF); ``systems``: the ML molecule of the ``systems/`` examples (alanine
@@ -19,7 +20,8 @@ as stable when no coordinate is NaN and every covalent bond of the ML molecule s
 after minimisation. Results go one JSON line per run to ``--results`` (default
 ``benchmarks/results/default_model_md.jsonl``), keyed by the model's checksum and the settings, so a long set can
 run over several sittings: finished runs are skipped. The table printed at the end holds every finished run of
-the model.
+the model. ``--table`` runs nothing: it prints that table and lists the runs of the set still to do (while
+shards are running, or between sittings).
 
 ``--nve``: energy conservation. Each molecule in vacuum (default: paracetamol, ibuprofen, alanine dipeptide) is
 equilibrated 2 ps with Langevin, then run with velocity Verlet (0.5 fs) for ``--nve-picoseconds``; the drift is the
@@ -246,6 +248,8 @@ def main() -> None:
                                         "of --threads 1 share the set (on 2 cores, two 1-thread runs of small "
                                         "molecules finish sooner than one 2-thread run after another)")
     parser.add_argument("--nve", action="store_true")
+    parser.add_argument("--table", action="store_true", help="print the finished runs and those still to do; "
+                                                             "run nothing")
     parser.add_argument("--nve-picoseconds", type=float, default=20.0)
     args = parser.parse_args()
 
@@ -254,9 +258,7 @@ def main() -> None:
     from openmm_tensornet import TensorNetPotential, load_default_model, load_model
 
     torch.set_num_threads(args.threads)
-    model = load_model(args.model) if args.model else load_default_model()
     checksum = model_checksum(args.model)
-    potential = TensorNetPotential(model)
     chosen = entries(args.set)
     if args.only:
         chosen = [e for e in chosen if e.name in args.only]
@@ -273,6 +275,8 @@ def main() -> None:
             parser.error(f"--shard {args.shard}: K must be in 0..N-1")
         chosen = chosen[index::count]
 
+    if not args.table:
+        potential = TensorNetPotential(load_model(args.model) if args.model else load_default_model())
     if args.nve:
         double = TensorNetPotential(load_model(args.model).to(torch.float64) if args.model
                                     else load_default_model().to(torch.float64))
@@ -294,6 +298,12 @@ def main() -> None:
     settings = {"model": checksum, "picoseconds": args.picoseconds, "timestep_fs": args.timestep_fs}
     done = {(r["name"], r["environment"]) for r in read_results(args.results)
             if all(r.get(k) == v for k, v in settings.items())}
+    if args.table:
+        print_table(args, checksum, settings)
+        todo = [f"{e.name} ({environment})" for e in chosen for environment in args.environment
+                if (e.name, environment) not in done]
+        print(f"\n{len(todo)} run(s) still to do" + (": " + ", ".join(todo) if todo else ""))
+        return
     for entry in chosen:
         for environment in args.environment:
             if (entry.name, environment) in done:
@@ -313,6 +323,11 @@ def main() -> None:
             with open(args.results, "a") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
+    print_table(args, checksum, settings)
+
+
+def print_table(args, checksum: str, settings: dict) -> None:
+    """The Markdown table of every finished run of the model with these settings."""
     rows = [r for r in read_results(args.results) if all(r.get(k) == v for k, v in settings.items())]
     print(f"\nmodel {args.model or 'default'} ({checksum}), Langevin 300 K, {args.timestep_fs} fs, "
           f"{args.picoseconds} ps, CPU platform; stable = no NaN and every bond of the ML molecule within "
