@@ -43,7 +43,9 @@ def _checks() -> List[Check]:
         return checks + [Check("openmm-tensornet", False, str(error), "follow the fix in the message above")]
     checks.append(Check("openmm-tensornet", True, openmm_tensornet.__version__))
     try:
-        import openmmtorch  # noqa: F401
+        from ..openmm.openmmtorch_module import import_openmmtorch
+
+        import_openmmtorch()
 
         checks.append(Check("openmmtorch", True, _installed_version("openmmtorch") or "?"))
     except Exception as error:  # noqa: BLE001

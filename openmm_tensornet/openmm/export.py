@@ -25,6 +25,7 @@ from ..nn.model import TensorNet
 from ..ops.neighbors import minimum_image
 from ..units import energy_to_kj_per_mol, nm_to_length
 from .force_spec import ForceSpec, estimate_neighbor_capacity
+from .openmmtorch_module import import_openmmtorch
 
 __all__ = ["TorchForceModule", "create_torch_force", "ensure_torch_plugins", "estimate_neighbor_capacity",
            "export_torchscript", "force_module", "torch_force"]
@@ -230,8 +231,7 @@ def create_torch_force(
 
 def torch_force(model: TensorNet, spec: ForceSpec, cuda_graphs: bool = False):
     """The ``openmmtorch.TorchForce`` of ``spec`` (see :func:`create_torch_force`)."""
-    import openmmtorch
-
+    openmmtorch = import_openmmtorch()
     module = force_module(model, spec, cuda_graphs, "cuda_graphs")
     force = openmmtorch.TorchForce(torch.jit.script(module))
     force.setUsesPeriodicBoundaryConditions(spec.box_input)

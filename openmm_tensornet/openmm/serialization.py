@@ -21,6 +21,8 @@ import xml.etree.ElementTree as ElementTree
 import openmm
 import torch
 
+from .openmmtorch_module import import_openmmtorch
+
 
 def serialize_system(system: openmm.System) -> str:
     """``openmm.XmlSerializer.serialize(system)`` (the models are embedded; no file must be kept)."""
@@ -28,7 +30,7 @@ def serialize_system(system: openmm.System) -> str:
 
 
 def _torch_force(element: ElementTree.Element):
-    import openmmtorch
+    openmmtorch = import_openmmtorch()
 
     encoded = element.get("encodedFileContents", "")
     if not encoded:

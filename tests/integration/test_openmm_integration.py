@@ -118,6 +118,27 @@ def test_system_xml_round_trip_in_a_fresh_process(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert float(result.stdout.strip().splitlines()[-1]) == pytest.approx(energy, rel=1e-12)
+    assert "simtk" not in result.stderr
+
+
+def test_creating_a_system_prints_no_simtk_deprecation_line():
+    """openmmtorch 1.5 imports simtk.openmm, whose shim logs a deprecation line on the root logger; a user who
+    never imported simtk must not see it. The user's own root-logger lines still pass."""
+    script = (
+        "import logging, openmm.app as app, openmm_tensornet\n"
+        "topology = app.Topology()\n"
+        "residue = topology.addResidue('HOH', topology.addChain())\n"
+        "for name in ('O', 'H', 'H'):\n"
+        "    topology.addAtom(name, app.Element.getBySymbol(name), residue)\n"
+        "system = openmm_tensornet.TensorNetPotential().createSystem(topology)\n"
+        "print(system.getNumForces())\n"
+        "logging.getLogger().warning('a line of the user')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout.strip().splitlines()[-1]) >= 1
+    assert "simtk" not in result.stderr
+    assert "a line of the user" in result.stderr
 
 
 def test_mixed_system_xml_keeps_force_order_and_groups():
