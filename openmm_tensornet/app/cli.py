@@ -20,7 +20,8 @@ def _info() -> int:
     print(f"openmm {openmm.__version__}")
     print(f"openmmtorch {_installed_version('openmmtorch') or 'not installed'}")
     status = load_ops()
-    print(f"compiled ops: {'loaded from ' + str(status.library) if status.compiled else 'NOT loaded: ' + status.reason}")
+    loaded = f"loaded from {status.library}" if status.compiled else f"NOT loaded: {status.reason}"
+    print(f"compiled ops: {loaded}")
     for note in status.notes:
         print(f"  note: {note}")
     return 0
@@ -108,7 +109,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     simulate.add_argument("--ligand-forcefield", nargs="*", default=None, help="ffxml file(s) for the ligand")
     simulate.add_argument("--fix", action="store_true", help="add missing atoms and hydrogens with pdbfixer")
     simulate.add_argument("--solvate", action="store_true", help="add a water box with ions")
-    simulate.add_argument("--padding", type=float, default=1.0, help="solvent padding, nm (1.0)")
+    simulate.add_argument("--padding", type=float, default=1.0,
+                          help="solvent padding, nm (1.0), as OpenMM's Modeller.addSolvent: the solute "
+                               "stays at least this far from its periodic images (about half of it from the box "
+                               "edge)")
     simulate.add_argument("--ionic-strength", type=float, default=0.15, help="molar (0.15)")
     simulate.add_argument("--ml-charge", type=int, default=None, help="total charge of the ML region (default: "
                           "from the MM charges, or 0 for a ligand without parameters)")
@@ -156,7 +160,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                              help="comma-separated legs: vacuum, solvent, complex (default: solvent,complex with "
                                   "--protein, else vacuum,solvent)")
     free_energy.add_argument("--model", default=None, help="model file (default: shipped)")
-    free_energy.add_argument("--padding", type=float, default=1.0, help="solvent padding, nm (1.0)")
+    free_energy.add_argument("--padding", type=float, default=1.0,
+                             help="solvent padding, nm (1.0), as OpenMM's Modeller.addSolvent: the solute "
+                                  "stays at least this far from its periodic images (about half of it from the box "
+                                  "edge)")
     free_energy.add_argument("--fix", action="store_true", help="add missing atoms and hydrogens to the receptor "
                              "with pdbfixer")
     free_energy.add_argument("--complex-vacuum", action="store_true",
