@@ -17,11 +17,14 @@ boxes from ``systems/``.
 
 Each run: minimise, velocities at 300 K, Langevin (1/ps) for ``--picoseconds``, checked every picosecond. It counts
 as stable when no coordinate is NaN and every covalent bond of the ML molecule stays within 0.4 Å of its length
-after minimisation. Results go one JSON line per run to ``--results`` (default
-``benchmarks/results/default_model_md.jsonl``), keyed by the model's checksum and the settings, so a long set can
-run over several sittings: finished runs are skipped. The table printed at the end holds every finished run of
-the model. ``--table`` runs nothing: it prints that table and lists the runs of the set still to do (while
-shards are running, or between sittings).
+after minimisation; the bond that changed most is recorded with its atoms. Results go one JSON line per run to
+``--results`` (default ``benchmarks/results/default_model_md.jsonl``), keyed by the model's checksum and the
+settings, so a long set can run over several sittings: finished runs are skipped. The table printed at the end
+holds every finished run of the model. ``--table`` runs nothing: it prints that table and lists the runs of the
+set still to do (while shards are running, or between sittings).
+
+Run it from a copy of the source tree when you edit the package meanwhile: TorchScript reads the source files
+when a model is scripted, so an edit under a running set breaks its next molecule.
 
 ``--nve``: energy conservation. Each molecule in vacuum (default: paracetamol, ibuprofen, alanine dipeptide) is
 equilibrated 2 ps with Langevin, then run with velocity Verlet (0.5 fs) for ``--nve-picoseconds``; the drift is the
@@ -160,7 +163,8 @@ def _lengths(positions: np.ndarray, bonds: np.ndarray) -> np.ndarray:
 
 
 def langevin_run(topology, positions, system, ml_atoms, picoseconds: float, timestep_fs: float, threads: int):
-    """Minimise, then Langevin at 300 K; returns (stable, picoseconds reached, max bond change (Å), ns/day)."""
+    """Minimise, then Langevin at 300 K; returns (stable, picoseconds reached, max bond change (Å), the bond that
+    changed most (as "C3-H17", atom indices of the topology; None if NaN came first), ns/day)."""
     integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond,
                                                  timestep_fs * unit.femtosecond)
     integrator.setRandomNumberSeed(1)
@@ -173,7 +177,7 @@ def langevin_run(topology, positions, system, ml_atoms, picoseconds: float, time
     reference = _lengths(_positions(context), bonds)
     per_ps = int(round(1000 / timestep_fs))
     total = int(round(picoseconds * per_ps))
-    worst, done, began = 0.0, 0, time.perf_counter()
+    worst, worst_bond, done, began = 0.0, None, 0, time.perf_counter()
     while done < total:
         block = min(per_ps, total - done)
         integrator.step(block)
@@ -182,11 +186,18 @@ def langevin_run(topology, positions, system, ml_atoms, picoseconds: float, time
         if not np.isfinite(x).all():
             worst = float("inf")
             break
-        worst = max(worst, float(np.abs(_lengths(x, bonds) - reference).max()))
+        change = np.abs(_lengths(x, bonds) - reference)
+        if change.max() > worst:
+            worst, worst_bond = float(change.max()), bond_name(topology, bonds[int(change.argmax())])
         if worst > MAX_BOND_CHANGE:
             break
     seconds = time.perf_counter() - began
-    return worst <= MAX_BOND_CHANGE, done / per_ps, worst, done * timestep_fs * 1e-6 / seconds * 86400
+    return worst <= MAX_BOND_CHANGE, done / per_ps, worst, worst_bond, done * timestep_fs * 1e-6 / seconds * 86400
+
+
+def bond_name(topology: app.Topology, bond) -> str:
+    atoms = list(topology.atoms())
+    return "-".join(f"{atoms[i].element.symbol}{i}" for i in bond)
 
 
 def _positions(context) -> np.ndarray:
@@ -313,11 +324,11 @@ def main() -> None:
                 topology, positions, system, ml_atoms = entry.vacuum(potential)
             else:
                 topology, positions, system, ml_atoms = entry.water(potential, args.ligand_charges)
-            stable, reached, worst, speed = langevin_run(topology, positions, system, ml_atoms, args.picoseconds,
-                                                         args.timestep_fs, args.threads)
+            stable, reached, worst, worst_bond, speed = langevin_run(topology, positions, system, ml_atoms,
+                                                                     args.picoseconds, args.timestep_fs, args.threads)
             row = dict(settings, name=entry.name, environment=environment, ml_atoms=len(ml_atoms),
                        atoms=topology.getNumAtoms(), stable=stable, reached_ps=reached,
-                       max_bond_change=None if not np.isfinite(worst) else round(worst, 4),
+                       max_bond_change=None if not np.isfinite(worst) else round(worst, 4), worst_bond=worst_bond,
                        ns_per_day=round(speed, 2), wall_s=round(time.perf_counter() - began, 1),
                        date=time.strftime("%Y-%m-%d"))
             with open(args.results, "a") as handle:
@@ -332,10 +343,12 @@ def print_table(args, checksum: str, settings: dict) -> None:
     print(f"\nmodel {args.model or 'default'} ({checksum}), Langevin 300 K, {args.timestep_fs} fs, "
           f"{args.picoseconds} ps, CPU platform; stable = no NaN and every bond of the ML molecule within "
           f"{MAX_BOND_CHANGE} Å of its start")
-    print("| molecule | environment | ML atoms | atoms | stable | ps | max bond change (Å) | ns/day |")
+    print("| molecule | environment | ML atoms | atoms | stable | ps | max bond change (Å) (bond) | ns/day |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         change = "NaN" if r["max_bond_change"] is None else f"{r['max_bond_change']:.3f}"
+        if r.get("worst_bond"):
+            change += f" ({r['worst_bond']})"
         print(f"| {r['name']} | {r['environment']} | {r['ml_atoms']} | {r['atoms']} | "
               f"{'yes' if r['stable'] else 'NO'} | {r['reached_ps']:g} | {change} | {r['ns_per_day']:.1f} |")
 
