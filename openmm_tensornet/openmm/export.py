@@ -8,15 +8,17 @@ Two geometries:
 
 * ``"periodic"``: the ML atoms fill a periodic system (a pure-ML water box); pairs use the minimum image.
 * ``"molecule"``: the ML atoms form a region inside a larger (possibly periodic) MM system, e.g. a ligand. The region
-  is made whole around its first atom by the minimum image and then evaluated *without* periodicity, so it never
-  interacts with its own periodic images (openmm-ml issue 108). The region must span less than half the box.
+  is made whole along its bonds (:mod:`.region_tree`: each atom at the nearest image of its bonded parent, so a
+  molecule of any length) and then evaluated *without* periodicity, so it never interacts with its own periodic
+  images (openmm-ml issue 108). Parts no bond joins are placed at the nearest image of the first atom; those must
+  span less than half the box.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from typing import List, Optional, Sequence, Set
+from typing import List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +28,7 @@ from ..ops.neighbors import minimum_image
 from ..units import energy_to_kj_per_mol, nm_to_length
 from .force_spec import ForceSpec, estimate_neighbor_capacity
 from .openmmtorch_module import import_openmmtorch
+from .region_tree import region_tree
 
 __all__ = ["TorchForceModule", "create_torch_force", "ensure_torch_plugins", "estimate_neighbor_capacity",
            "export_torchscript", "force_module", "torch_force"]
@@ -72,6 +75,7 @@ class TorchForceModule(nn.Module):
         neighbor_capacity: Optional[int] = None,
         static_shapes: bool = False,
         scaled: Optional[str] = None,
+        bonds: Sequence[Tuple[int, int]] = (),
     ):
         super().__init__()
         if scaled not in (None, "box", "nobox"):
@@ -97,6 +101,12 @@ class TorchForceModule(nn.Module):
         self.energy_scale = energy_to_kj_per_mol(model.energy_unit)
         self.periodic = geometry == "periodic"
         self.whole_molecule = geometry == "molecule"
+        # bonds: pairs of positions within the region (0-based), the edges along which it is made whole
+        tree = region_tree(len(selection), bonds)
+        self.register_buffer("tree_parent", torch.as_tensor(tree.parent, dtype=torch.long))
+        self.register_buffer("tree_jumps", torch.as_tensor(tree.jumps, dtype=torch.long).reshape(-1, len(selection)))
+        self.register_buffer("tree_anchors", torch.as_tensor(tree.anchors, dtype=torch.long))
+        self.several_parts = len(tree.anchors) > 1
 
     def forward(self, positions: Tensor, second: Optional[Tensor] = None, third: Optional[Tensor] = None) -> Tensor:
         # One forward for every TorchForce layout (openmm-torch passes the box, if any, then global parameters):
@@ -122,17 +132,25 @@ class TorchForceModule(nn.Module):
             raise RuntimeError("this TensorNet force is periodic but received no box vectors; call "
                                "force.setUsesPeriodicBoundaryConditions(True) and give the System a periodic box.")
         if self.whole_molecule and box is not None and pos.shape[0] > 1:
-            # Make the region whole around its first atom; the shifts are constant, so forces are unchanged.
-            pos = pos[0:1] + minimum_image(pos - pos[0:1], box)
-            # Whole only if it fits in half the box along every box vector (a longer region comes out folded).
-            fractional = pos @ torch.linalg.inv(box)
-            extent = fractional.max(dim=0).values - fractional.min(dim=0).values
-            if bool((extent >= 0.5).any()):
-                spans: List[float] = extent.tolist()
-                raise RuntimeError("the ML region spans " + str(spans) + " of the periodic box along its three "
-                                   "box vectors; it must span less than half (0.5) along each to be made whole "
-                                   "unambiguously. Use a larger box, or model the whole periodic system with "
-                                   "TensorNetPotential.createSystem.")
+            # Make the region whole along its bond tree: each atom's offset from atom 0 is the sum of the
+            # minimum-image vectors to its parent along its path (pointer jumping). The shifts are whole box
+            # vectors, constant between steps, so forces are unchanged.
+            offset = minimum_image(pos - pos.index_select(0, self.tree_parent), box)
+            for k in range(self.tree_jumps.shape[0]):
+                offset = offset + offset.index_select(0, self.tree_jumps[k])
+            pos = pos[0:1] + offset
+            if self.several_parts:
+                # Parts no bond joins hang from atom 0 by the nearest image: unambiguous only within half the box.
+                fractional = pos.index_select(0, self.tree_anchors) @ torch.linalg.inv(box)
+                extent = fractional.max(dim=0).values - fractional.min(dim=0).values
+                if bool((extent >= 0.5).any()):
+                    spans: List[float] = extent.tolist()
+                    raise RuntimeError("the parts of the ML region that no bond joins (" + str(
+                        self.tree_anchors.shape[0]) + " of them; their first atoms) span " + str(spans) + " of the "
+                        "periodic box along its three box vectors; each is placed at the nearest image of the "
+                        "region's first atom, which is unambiguous only below half (0.5) along each. Give the "
+                        "topology the region's bonds, use a larger box, or model the whole periodic system with "
+                        "TensorNetPotential.createSystem.")
             box = None
         if not self.periodic:
             box = None
@@ -152,7 +170,8 @@ class TorchForceModule(nn.Module):
 def export_torchscript(model: TensorNet, atomic_numbers: Sequence[int], atoms: Optional[Sequence[int]] = None,
                        total_charge: float = 0.0, periodic: bool = False, num_particles: Optional[int] = None,
                        neighbor_capacity: Optional[int] = None, static_shapes: bool = False,
-                       scaled: Optional[str] = None) -> torch.jit.ScriptModule:
+                       scaled: Optional[str] = None,
+                       bonds: Sequence[Tuple[int, int]] = ()) -> torch.jit.ScriptModule:
     """Script a model for OpenMM's ``TorchForce``.
 
     Parameters
@@ -179,6 +198,9 @@ def export_torchscript(model: TensorNet, atomic_numbers: Sequence[int], atoms: O
         ``None``: ``forward(positions, boxvectors=None) -> E``. Otherwise the module takes a global parameter
         after the positions (``"nobox"``) or after positions and box (``"box"``) and returns parameter x E, as
         ``TorchForce`` calls it when the force has that global parameter.
+    bonds : sequence of (int, int)
+        The region's covalent bonds (pairs of particle indices), along which a region in a periodic box is made
+        whole, whatever its length. Without them the region must span less than half the box.
 
     Returns
     -------
@@ -189,9 +211,10 @@ def export_torchscript(model: TensorNet, atomic_numbers: Sequence[int], atoms: O
     if static_shapes and neighbor_capacity is None:
         raise ValueError("static_shapes needs a neighbor_capacity (see estimate_neighbor_capacity).")
     spec = ForceSpec.of(atomic_numbers, atoms, total_charge, periodic=periodic, num_particles=num_particles,
-                        neighbor_capacity=neighbor_capacity).for_model(model)
+                        neighbor_capacity=neighbor_capacity, bonds=tuple(bonds)).for_model(model)
     return torch.jit.script(TorchForceModule(model, spec.atomic_numbers, spec.atoms, spec.total_charge,
-                                             spec.geometry, spec.neighbor_capacity, static_shapes, scaled))
+                                             spec.geometry, spec.neighbor_capacity, static_shapes, scaled,
+                                             spec.region_bonds))
 
 
 def create_torch_force(
@@ -207,12 +230,15 @@ def create_torch_force(
     neighbor_capacity: Optional[int] = None,
     box_vectors=None,
     global_parameter: Optional[str] = None,
+    bonds: Sequence[Tuple[int, int]] = (),
 ):
     """An ``openmmtorch.TorchForce`` evaluating ``model`` on the ML atoms (see :func:`export_torchscript` and
     :class:`openmm_tensornet.openmm.force_spec.ForceSpec` for the arguments).
 
     ``uses_box`` (default: ``periodic``) makes OpenMM pass the box to the module; set it for an ML region in a
-    periodic MM system. The model is embedded in the force (and in the System XML), so no file must be kept.
+    periodic MM system, and ``bonds`` (pairs of particle indices: the region's covalent bonds), along which the
+    region is made whole whatever its length. The model is embedded in the force (and in the System XML), so no
+    file must be kept.
 
     ``cuda_graphs=True`` sets openmm-torch's ``useCUDAGraphs`` property (used by the CUDA platform, ignored by the
     others) and gives the module static shapes: a neighbour capacity, by default sized from the density
@@ -225,7 +251,7 @@ def create_torch_force(
     """
     spec = ForceSpec.of(atomic_numbers, atoms, total_charge, periodic=periodic, uses_box=uses_box,
                         force_group=force_group, num_particles=num_particles, neighbor_capacity=neighbor_capacity,
-                        box_vectors=box_vectors, global_parameter=global_parameter)
+                        box_vectors=box_vectors, global_parameter=global_parameter, bonds=tuple(bonds))
     return torch_force(model, spec, cuda_graphs)
 
 
@@ -250,4 +276,4 @@ def force_module(model: TensorNet, spec: ForceSpec, static_shapes: bool, reason:
     static shapes, for the error message)."""
     spec = spec.for_model(model, static_shapes, reason)
     return TorchForceModule(model, spec.atomic_numbers, spec.atoms, spec.total_charge, spec.geometry,
-                            spec.neighbor_capacity, static_shapes, spec.scaled)
+                            spec.neighbor_capacity, static_shapes, spec.scaled, spec.region_bonds)

@@ -32,7 +32,9 @@ class ForceSpec:
     (default: ``periodic``), so the force receives the box to make the region whole. ``force_group`` 0-31.
     ``num_particles`` of the System, to check ``atoms``. ``neighbor_capacity``: most ordered neighbour pairs (None:
     no bound, unless static shapes need one). ``box_vectors`` (nm) size that capacity for a periodic ML system.
-    ``global_parameter``: the force's energy is that parameter x E_ML.
+    ``global_parameter``: the force's energy is that parameter x E_ML. ``bonds``: pairs of particle indices, the
+    region's covalent bonds (from the topology), along which a region in a periodic box is made whole; without
+    them the region must span less than half the box.
     """
 
     atomic_numbers: Tuple[int, ...]
@@ -45,6 +47,7 @@ class ForceSpec:
     neighbor_capacity: Optional[int] = None
     box_vectors: Any = None
     global_parameter: Optional[str] = None
+    bonds: Tuple[Tuple[int, int], ...] = ()
 
     def __post_init__(self):
         numbers = tuple(int(z) for z in self.atomic_numbers)
@@ -62,6 +65,13 @@ class ForceSpec:
             if min(selection) < 0 or (self.num_particles is not None and max(selection) >= self.num_particles):
                 raise ValueError(f"atoms must be particle indices in [0, {self.num_particles}); got min "
                                  f"{min(selection)}, max {max(selection)}.")
+        pairs = tuple((int(i), int(j)) for i, j in self.bonds)
+        object.__setattr__(self, "bonds", pairs)
+        members = set(range(len(numbers)) if self.atoms is None else self.atoms)
+        outside = [pair for pair in pairs if pair[0] not in members or pair[1] not in members or pair[0] == pair[1]]
+        if outside:
+            raise ValueError(f"bonds {outside[:5]} do not join two different ML atoms; give only bonds within the "
+                             "ML region (pairs of its particle indices).")
         if not 0 <= int(self.force_group) <= 31:
             raise ValueError(f"force_group must be in [0, 31]; got {self.force_group}.")
         if self.neighbor_capacity is not None and int(self.neighbor_capacity) < 1:
@@ -88,6 +98,14 @@ class ForceSpec:
         if self.global_parameter is None:
             return None
         return "box" if self.box_input else "nobox"
+
+    @property
+    def region_bonds(self) -> Tuple[Tuple[int, int], ...]:
+        """``bonds`` as pairs of positions within the region (0-based, in the order of ``atoms``)."""
+        if self.atoms is None:
+            return self.bonds
+        position = {atom: k for k, atom in enumerate(self.atoms)}
+        return tuple((position[i], position[j]) for i, j in self.bonds)
 
     @property
     def geometry(self) -> str:

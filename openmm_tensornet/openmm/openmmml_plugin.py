@@ -67,7 +67,7 @@ class TensorNetPotentialImpl(MLPotentialImpl):
     def addForces(self, topology: app.Topology, system: openmm.System, atoms: Optional[Iterable[int]],
                   forceGroup: int, **args) -> None:
         from .force_spec import ForceSpec
-        from .potential import _make_force, _region
+        from .potential import _make_force, _region, topology_bonds
 
         options = _options(args)
         potential = self._potential(options)
@@ -83,7 +83,8 @@ class TensorNetPotentialImpl(MLPotentialImpl):
             numbers = potential._atomic_numbers(topology, indices)
         spec = ForceSpec.of(numbers, indices, options.get("charge", 0.0), periodic=atoms is None and box is not None,
                             uses_box=box is not None, force_group=forceGroup,
-                            neighbor_capacity=options.get("neighborCapacity"), box_vectors=box)
+                            neighbor_capacity=options.get("neighborCapacity"), box_vectors=box,
+                            bonds=() if indices is None else topology_bonds(topology, indices))
         force = _make_force(options.get("backend", "TorchForce"), options.get("torchCompile", False),
                             options.get("cudaGraphs", False), potential.model, spec)
         system.addForce(force)

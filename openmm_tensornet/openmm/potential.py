@@ -165,7 +165,8 @@ class TensorNetPotential:
         mixed.addForce(_region_bonds(region, system.usesPeriodicBoundaryConditions()))
         spec = ForceSpec.of(numbers, region, charge, uses_box=system.usesPeriodicBoundaryConditions(),
                             force_group=forceGroup, num_particles=system.getNumParticles(),
-                            neighbor_capacity=neighborCapacity, global_parameter=PARAMETER if interpolate else None)
+                            neighbor_capacity=neighborCapacity, global_parameter=PARAMETER if interpolate else None,
+                            bonds=topology_bonds(topology, region))
         mixed.addForce(_make_force(backend, torchCompile, cudaGraphs, self.model, spec))
         return mixed
 
@@ -244,6 +245,14 @@ def _virtual_sites_of(system: openmm.System, region: set) -> set:
             raise ValueError(f"virtual site {index} is built from particles {sorted(parents)}, some inside the ML "
                              "region and some outside; put all of them on one side.")
     return sites
+
+
+def topology_bonds(topology: app.Topology, region) -> tuple:
+    """The topology's bonds between two atoms of ``region`` (pairs of particle indices), along which the force
+    makes the region whole in a periodic box."""
+    inside = set(region)
+    return tuple((bond.atom1.index, bond.atom2.index) for bond in topology.bonds()
+                 if bond.atom1.index in inside and bond.atom2.index in inside and bond.atom1.index != bond.atom2.index)
 
 
 def _region_bonds(region: List[int], periodic: bool) -> openmm.CustomBondForce:

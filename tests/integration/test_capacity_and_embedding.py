@@ -164,6 +164,8 @@ def test_virtual_sites_of_the_region_lose_their_interactions_with_it():
 
 
 def test_a_region_longer_than_half_the_box_is_refused_not_folded():
+    # No bonds given: the atoms hang from the first one by the nearest image (with bonds, any length is fine:
+    # test_openmm_integration.py::test_a_region_longer_than_half_the_box_is_made_whole_along_its_bonds).
     model = small_model(17)
     chain = np.array([[0.1 + 0.13 * k, 0.3, 0.3] for k in range(7)])  # 0.78 nm along x
     system = openmm.System()
@@ -172,7 +174,7 @@ def test_a_region_longer_than_half_the_box_is_refused_not_folded():
     system.setDefaultPeriodicBoxVectors(openmm.Vec3(1.5, 0, 0), openmm.Vec3(0, 1.5, 0), openmm.Vec3(0, 0, 1.5))
     system.addForce(create_torch_force(model, [6] * 7, list(range(7)), uses_box=True, num_particles=8))
     positions = np.vstack([chain, [[1.2, 1.2, 1.2]]])
-    with pytest.raises(openmm.OpenMMException, match="must span less than half"):
+    with pytest.raises(openmm.OpenMMException, match="no bond joins.*unambiguous only below half"):
         evaluate(system, positions)
     positions[:7, 0] = 0.1 + 0.11 * np.arange(7)  # 0.66 nm: fine, and wrapping it changes nothing
     energy, _ = evaluate(system, positions)

@@ -315,6 +315,73 @@ def test_mixed_region_in_a_periodic_box_never_sees_its_images():
         assert e_ml == pytest.approx(expected, rel=1e-5)
 
 
+def long_chain_in_a_box(count: int = 16, side: float = 2.4):
+    """A zig-zag chain of ``count`` carbons (1.5 Å bonds, about 1.9 nm long: more than half of a ``side`` nm box)
+    and one MM particle, with the topology's bonds and a periodic nonbonded force."""
+    import openmm.app as app
+
+    x = np.arange(count) * 0.125
+    chain = np.stack([x, 0.03 * (np.arange(count) % 2), np.zeros(count)], axis=1) + 0.2
+    positions = np.vstack([chain, [[1.6, 1.6, 1.6]]])
+    topology = app.Topology()
+    residue = topology.addResidue("LIG", topology.addChain())
+    atoms = [topology.addAtom(f"C{k}", app.Element.getBySymbol("C"), residue) for k in range(count)]
+    for first, second in zip(atoms[:-1], atoms[1:]):
+        topology.addBond(first, second)
+    topology.addAtom("AR", app.Element.getBySymbol("Ar"), topology.addResidue("AR", topology.addChain()))
+    topology.setPeriodicBoxVectors(np.eye(3) * side * unit.nanometer)
+    system = openmm.System()
+    nonbonded = openmm.NonbondedForce()
+    nonbonded.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
+    nonbonded.setCutoffDistance(1.0)
+    for _ in range(count + 1):
+        system.addParticle(12.0)
+        nonbonded.addParticle(0.0, 0.3, 0.0)
+    system.addForce(nonbonded)
+    system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*row) for row in np.eye(3) * side))
+    return topology, system, positions, list(range(count))
+
+
+def test_a_region_longer_than_half_the_box_is_made_whole_along_its_bonds():
+    """A ligand longer than half the box (a drug in a 1 nm-padded water box, turned along a box vector): the ML
+    energy is the isolated molecule's, whole or wrapped atom by atom, because the region is made whole along the
+    topology's bonds. (Made whole around its first atom, it came out folded and the force stopped MD.)"""
+    topology, system, positions, region = long_chain_in_a_box()
+    model = small_model(cutoff_upper=5.0)
+    mixed = TensorNetPotential(model).createMixedSystem(topology, system, region, forceGroup=2)
+    expected, _ = direct(model, [6] * len(region), positions[region])
+    side = 2.4
+    assert np.ptp(positions[region, 0]) / side > 0.75  # longer than half the box
+    wrapped = positions - np.floor(positions / side) * side
+    shifted = positions + np.array([1.0, 0.0, 0.0])  # the chain now crosses the box edge
+    wrapped_shifted = shifted - np.floor(shifted / side) * side
+    assert (wrapped_shifted[region] != shifted[region]).any()  # the molecule really is split
+    for coordinates in (positions, wrapped, shifted, wrapped_shifted):
+        e_ml, forces = evaluate(mixed, coordinates, group=2)
+        assert e_ml == pytest.approx(expected, rel=1e-5)
+    _, reference_forces = evaluate(mixed, positions, group=2)
+    np.testing.assert_allclose(forces, reference_forces, rtol=1e-4, atol=1e-3)
+
+
+def test_a_long_region_without_bonds_is_refused_with_a_way_out():
+    """Without bonds the region's atoms hang from its first atom by the nearest image, which is ambiguous past half
+    the box: an error that says so and names the fix, never a folded molecule."""
+    topology, system, positions, region = long_chain_in_a_box()
+    model = small_model(cutoff_upper=5.0)
+    system.addForce(create_torch_force(model, [6] * len(region), region, uses_box=True,
+                                       num_particles=system.getNumParticles(), force_group=2))
+    with pytest.raises(openmm.OpenMMException, match="no bond joins.*Give the topology the region's bonds"):
+        evaluate(system, positions, group=2)
+    # The same force with the bonds is fine.
+    bonded = openmm.XmlSerializer.clone(system)
+    bonded.removeForce(bonded.getNumForces() - 1)
+    pairs = [(b.atom1.index, b.atom2.index) for b in topology.bonds()]
+    bonded.addForce(create_torch_force(model, [6] * len(region), region, uses_box=True,
+                                       num_particles=system.getNumParticles(), force_group=2, bonds=pairs))
+    expected, _ = direct(model, [6] * len(region), positions[region])
+    assert evaluate(bonded, positions, group=2)[0] == pytest.approx(expected, rel=1e-5)
+
+
 def test_bad_input_is_reported():
     topology, system, positions = alanine_dipeptide()
     potential = TensorNetPotential(small_model(cutoff_upper=5.0))

@@ -24,6 +24,8 @@ def model(**options):
     (dict(atomic_numbers=(8, 1), atoms=(-1, 0)), "got min -1"),
     (dict(atomic_numbers=(8,), force_group=32), r"force_group must be in \[0, 31\]"),
     (dict(atomic_numbers=(8,), neighbor_capacity=0), "neighbor_capacity must be a positive"),
+    (dict(atomic_numbers=(8, 1), atoms=(4, 5), bonds=((4, 6),)), r"bonds \[\(4, 6\)\] do not join two different ML"),
+    (dict(atomic_numbers=(8, 1), atoms=(4, 5), bonds=((5, 5),)), "do not join two different ML atoms"),
 ])
 def test_a_spec_checks_its_fields_when_made(arguments, message):
     with pytest.raises(ValueError, match=message):
@@ -46,6 +48,30 @@ def test_layout_follows_geometry_box_and_parameter():
     assert (box.geometry, box.box_input, box.scaled) == ("periodic", True, "box")
     assert ForceSpec.of([8, 1, 1], global_parameter="x").scaled == "nobox"
     assert region.atoms == (4, 5, 6) and isinstance(region.atomic_numbers, tuple)
+
+
+def test_bonds_are_given_as_particle_indices_and_used_as_region_positions():
+    spec = ForceSpec.of([8, 1, 1], [9, 4, 5], bonds=[(4, 9), (9, 5)])
+    assert spec.bonds == ((4, 9), (9, 5))
+    assert spec.region_bonds == ((1, 0), (0, 2))
+
+
+def test_the_region_tree_sums_each_atom_path_to_the_first_atom():
+    from openmm_tensornet.openmm.region_tree import region_tree
+
+    # 0-1-2-3-4-5 and 2-6 (a branch), 7-8 (a part no bond joins to the rest), 9 alone
+    tree = region_tree(10, [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (2, 6), (7, 8)])
+    assert tree.parent == [0, 0, 1, 2, 3, 4, 2, 0, 7, 0]
+    assert tree.anchors == [0, 7, 9]
+    step = np.arange(10.0)  # each atom's vector to its parent
+    step[0] = 0.0
+    total = step.copy()
+    for ancestors in tree.jumps:
+        total = total + total[np.array(ancestors)]
+    assert total.tolist() == [0, 1, 3, 6, 10, 15, 9, 7, 15, 9]
+    assert len(tree.jumps) == 3  # depth 5: three doublings
+    with pytest.raises(ValueError, match=r"bond \(3, 12\) does not join two different atoms of the 10-atom"):
+        region_tree(10, [(3, 12)])
 
 
 def test_checked_against_the_model_once():
