@@ -10,8 +10,8 @@ Two geometries:
 * ``"molecule"``: the ML atoms form a region inside a larger (possibly periodic) MM system, e.g. a ligand. The region
   is made whole along its bonds (:mod:`.region_tree`: each atom at the nearest image of its bonded parent, so a
   molecule of any length) and then evaluated *without* periodicity, so it never interacts with its own periodic
-  images (openmm-ml issue 108). Parts no bond joins are placed at the nearest image of the first atom; those must
-  span less than half the box.
+  images (openmm-ml issue 108). Parts no bond joins are placed at the nearest image of the first atom; a region of
+  several parts must span less than half the box.
 """
 
 from __future__ import annotations
@@ -105,8 +105,7 @@ class TorchForceModule(nn.Module):
         tree = region_tree(len(selection), bonds)
         self.register_buffer("tree_parent", torch.as_tensor(tree.parent, dtype=torch.long))
         self.register_buffer("tree_jumps", torch.as_tensor(tree.jumps, dtype=torch.long).reshape(-1, len(selection)))
-        self.register_buffer("tree_anchors", torch.as_tensor(tree.anchors, dtype=torch.long))
-        self.several_parts = len(tree.anchors) > 1
+        self.parts = len(tree.anchors)
 
     def forward(self, positions: Tensor, second: Optional[Tensor] = None, third: Optional[Tensor] = None) -> Tensor:
         # One forward for every TorchForce layout (openmm-torch passes the box, if any, then global parameters):
@@ -139,18 +138,21 @@ class TorchForceModule(nn.Module):
             for k in range(self.tree_jumps.shape[0]):
                 offset = offset + offset.index_select(0, self.tree_jumps[k])
             pos = pos[0:1] + offset
-            if self.several_parts:
-                # Parts no bond joins hang from atom 0 by the nearest image: unambiguous only within half the box.
-                fractional = pos.index_select(0, self.tree_anchors) @ torch.linalg.inv(box)
+            if self.parts > 1:
+                # Parts no bond joins hang from atom 0 by the nearest image: right when the whole region spans less
+                # than half the box, which is checked (a part placed on the wrong side usually shows up as more).
+                fractional = pos @ torch.linalg.inv(box)
                 extent = fractional.max(dim=0).values - fractional.min(dim=0).values
                 if bool((extent >= 0.5).any()):
                     spans: List[float] = extent.tolist()
-                    raise RuntimeError("the parts of the ML region that no bond joins (" + str(
-                        self.tree_anchors.shape[0]) + " of them; their first atoms) span " + str(spans) + " of the "
-                        "periodic box along its three box vectors; each is placed at the nearest image of the "
-                        "region's first atom, which is unambiguous only below half (0.5) along each. Give the "
-                        "topology the region's bonds, use a larger box, or model the whole periodic system with "
-                        "TensorNetPotential.createSystem.")
+                    raise RuntimeError("the ML region is " + str(self.parts) + " parts that no bond joins, and it "
+                                       "spans " + str(spans) + " of the periodic box along its three box vectors; "
+                                       "each part is placed at the nearest image of the region's first atom, which "
+                                       "is unambiguous only when the region spans less than half (0.5) along each. "
+                                       "If it is one molecule, give its bonds (in the topology, or bonds= when "
+                                       "creating the force); if it is several molecules (ligand + waters or ions), "
+                                       "use a larger box or a smaller region, or model the whole periodic system "
+                                       "with TensorNetPotential.createSystem.")
             box = None
         if not self.periodic:
             box = None

@@ -83,7 +83,8 @@ def _inductor_cache_dir() -> str:
 def create_python_force(model: TensorNet, atomic_numbers: Sequence[int], atoms: Optional[Sequence[int]] = None,
                         total_charge: float = 0.0, compile: bool = False, **options):
     """An ``openmm.PythonForce`` evaluating ``model`` on the ML atoms; the other keyword arguments (``periodic``,
-    ``uses_box``, ``force_group``, ``num_particles``, ``neighbor_capacity``, ``box_vectors``, ``global_parameter``)
+    ``uses_box``, ``force_group``, ``num_particles``, ``neighbor_capacity``, ``box_vectors``, ``global_parameter``,
+    ``bonds``)
     as :func:`openmm_tensornet.create_torch_force` (:class:`openmm_tensornet.openmm.force_spec.ForceSpec`).
 
     ``compile=True`` runs the module through ``torch.compile`` (compiled on the first evaluation, which takes

@@ -4,7 +4,8 @@ OpenMM hands the force the positions it integrates, which may be wrapped (a PDB 
 drift across the box. The region is made whole by placing every atom at the nearest image of its parent in a tree
 whose edges are the region's bonds: a bond is always far shorter than half the box, so this is exact for a
 molecule of any length. Parts of the region that no bond joins (or a region given without bonds) hang from the
-region's first atom at its nearest image; only those placements need the region to span less than half the box.
+region's first atom at its nearest image, which is right only when the region spans less than half the box
+(the force checks that for a region of several parts).
 
 The tree is fixed when the force is made. At each step the position of an atom relative to the first one is the sum
 of the minimum-image bond vectors along its path, summed by pointer jumping in ceil(log2(depth)) gathers.

@@ -370,7 +370,7 @@ def test_a_long_region_without_bonds_is_refused_with_a_way_out():
     model = small_model(cutoff_upper=5.0)
     system.addForce(create_torch_force(model, [6] * len(region), region, uses_box=True,
                                        num_particles=system.getNumParticles(), force_group=2))
-    with pytest.raises(openmm.OpenMMException, match="no bond joins.*Give the topology the region's bonds"):
+    with pytest.raises(openmm.OpenMMException, match="no bond joins.*give its bonds .in the topology, or bonds="):
         evaluate(system, positions, group=2)
     # The same force with the bonds is fine.
     bonded = openmm.XmlSerializer.clone(system)
@@ -380,6 +380,25 @@ def test_a_long_region_without_bonds_is_refused_with_a_way_out():
                                        num_particles=system.getNumParticles(), force_group=2, bonds=pairs))
     expected, _ = direct(model, [6] * len(region), positions[region])
     assert evaluate(bonded, positions, group=2)[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_region_of_several_molecules_still_spans_less_than_half_the_box():
+    """Bonded chain + an unbonded atom 1.65 nm from the chain's first atom in a 3 nm box: the atom's nearest image
+    is on the other side, so the region is refused, not evaluated with the atom misplaced."""
+    model = small_model(cutoff_upper=5.0)
+    system = openmm.System()
+    for _ in range(6):
+        system.addParticle(12.0)
+    system.setDefaultPeriodicBoxVectors(openmm.Vec3(3, 0, 0), openmm.Vec3(0, 3, 0), openmm.Vec3(0, 0, 3))
+    system.addForce(create_torch_force(model, [6, 6, 6, 6, 18], [0, 1, 2, 3, 4], uses_box=True, num_particles=6,
+                                       bonds=[(0, 1), (1, 2), (2, 3)]))
+    positions = np.array([[0.5, 1.0, 1.0], [0.65, 1.0, 1.0], [0.8, 1.0, 1.0], [0.95, 1.0, 1.0], [2.15, 1.0, 1.0],
+                          [2.5, 2.5, 2.5]])
+    with pytest.raises(openmm.OpenMMException, match="the ML region is 2 parts that no bond joins"):
+        evaluate(system, positions)
+    positions[4, 0] = 1.5  # 1.0 nm from the first atom: unambiguous
+    expected, _ = direct(model, [6, 6, 6, 6, 18], positions[:5])
+    assert evaluate(system, positions)[0] == pytest.approx(expected, rel=1e-5)
 
 
 def test_bad_input_is_reported():
