@@ -150,9 +150,9 @@ def entries(which: str):
 
 
 def bonds_of(topology: app.Topology, atoms) -> np.ndarray:
-    inside = set(atoms)
-    pairs = [(b.atom1.index, b.atom2.index) for b in topology.bonds() if b.atom1.index in inside and
-             b.atom2.index in inside]
+    from openmm_tensornet.openmm.potential import topology_bonds
+
+    pairs = topology_bonds(topology, atoms)
     if not pairs:
         raise RuntimeError("the ML molecule has no bonds in its topology; cannot check it")
     return np.array(pairs)

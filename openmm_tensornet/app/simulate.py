@@ -383,10 +383,10 @@ def run(simulation, steps: int, output, report_interval: int = 100, checkpoint_i
     last_good = simulation.context.getState(getPositions=True, getForces=True)
     chunk = max(1, min(report_interval, checkpoint_interval))
     since_checkpoint = 0
+    from ..openmm.potential import topology_bonds
+
     # ML models can dissociate a molecule without any NaN: watch the ML region's covalent bonds too.
-    region = set(simulation.setup.ml_atoms)
-    bonds = np.array([(b.atom1.index, b.atom2.index) for b in simulation.topology.bonds()
-                      if b.atom1.index in region and b.atom2.index in region], dtype=int).reshape(-1, 2)
+    bonds = np.array(topology_bonds(simulation.topology, simulation.setup.ml_atoms), dtype=int).reshape(-1, 2)
     start_positions = last_good.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
     reference = np.linalg.norm(start_positions[bonds[:, 0]] - start_positions[bonds[:, 1]], axis=1)
     while simulation.currentStep < steps:
