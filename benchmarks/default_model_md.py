@@ -23,6 +23,9 @@ settings, so a long set can run over several sittings: finished runs are skipped
 holds every finished run of the model. ``--table`` runs nothing: it prints that table and lists the runs of the
 set still to do (while shards are running, or between sittings).
 
+A run that broke: ``benchmarks/stability_replay.py NAME`` repeats its vacuum run step for step and compares the
+model with GFN2-xTB over the last half picosecond.
+
 Run it from a copy of the source tree when you edit the package meanwhile: TorchScript reads the source files
 when a model is scripted, so an edit under a running set breaks its next molecule.
 
@@ -110,11 +113,14 @@ class Entry:
         self.name, self.smiles, self.pdb, self.residues = name, smiles, pdb, residues
         self.water_pdb, self.ligand_file = water_pdb, ligand_file
 
-    def vacuum(self, potential):
+    def molecule(self):
+        """(topology, positions in nm, total charge) of the molecule alone."""
         if self.smiles is not None:
-            topology, positions, charge = from_smiles(self.smiles)
-        else:
-            topology, positions, charge = _ml_molecule_of(self.pdb, self.residues)
+            return from_smiles(self.smiles)
+        return _ml_molecule_of(self.pdb, self.residues)
+
+    def vacuum(self, potential):
+        topology, positions, charge = self.molecule()
         return topology, positions, potential.createSystem(topology, charge=charge), list(range(len(positions)))
 
     def water(self, potential, ligand_charges: str):
@@ -162,9 +168,9 @@ def _lengths(positions: np.ndarray, bonds: np.ndarray) -> np.ndarray:
     return np.linalg.norm(positions[bonds[:, 0]] - positions[bonds[:, 1]], axis=1) * 10.0  # Å
 
 
-def langevin_run(topology, positions, system, ml_atoms, picoseconds: float, timestep_fs: float, threads: int):
-    """Minimise, then Langevin at 300 K; returns (stable, picoseconds reached, max bond change (Å), the bond that
-    changed most (as "C3-H17", atom indices of the topology; None if NaN came first), ns/day)."""
+def start_langevin(positions, system, timestep_fs: float, threads: int):
+    """The (context, integrator) of a stability run, minimised and at 300 K: seeded, so that on the CPU platform
+    with one thread ``benchmarks/stability_replay.py`` repeats a run step for step."""
     integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond,
                                                  timestep_fs * unit.femtosecond)
     integrator.setRandomNumberSeed(1)
@@ -173,6 +179,13 @@ def langevin_run(topology, positions, system, ml_atoms, picoseconds: float, time
     context.setPositions(positions * unit.nanometer if isinstance(positions, np.ndarray) else positions)
     openmm.LocalEnergyMinimizer.minimize(context, 10.0, 500)
     context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
+    return context, integrator
+
+
+def langevin_run(topology, positions, system, ml_atoms, picoseconds: float, timestep_fs: float, threads: int):
+    """Minimise, then Langevin at 300 K; returns (stable, picoseconds reached, max bond change (Å), the bond that
+    changed most (as "C3-H17", atom indices of the topology; None if NaN came first), ns/day)."""
+    context, integrator = start_langevin(positions, system, timestep_fs, threads)
     bonds = bonds_of(topology, ml_atoms)
     reference = _lengths(_positions(context), bonds)
     per_ps = int(round(1000 / timestep_fs))
