@@ -63,7 +63,8 @@ def _generate(args) -> int:
     paths = generate_data(args.inputs, args.output, frames=args.frames, stride=args.stride,
                           perturbations=args.perturbations, temperature=args.temperature,
                           displacement=args.displacement, workers=args.workers, seed=args.seed, charge=args.charge,
-                          distortions=args.distortions, dimers=args.dimers, dimer_max_atoms=args.dimer_max_atoms)
+                          distortions=args.distortions, dimers=args.dimers, dimer_max_atoms=args.dimer_max_atoms,
+                          transfers=args.transfers)
     print(f"{len(paths)} molecules in {args.output}")
     return 0
 
@@ -144,6 +145,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     generate.add_argument("--displacement", type=float, default=0.05, help="displacement of the copies, Å (0.05)")
     generate.add_argument("--distortions", type=int, default=0,
                           help="per molecule, frames with one bond stretched (1.2-1.8x) or compressed (0.75-0.9x) (0)")
+    generate.add_argument("--transfers", type=int, default=0,
+                          help="per molecule, frames with a hydrogen moved towards another heavy atom within 3.2 Å, "
+                               "to 1.0-1.8 Å from it (partway to a proton transfer) (0)")
     generate.add_argument("--dimers", type=int, default=0,
                           help="add this many non-covalent pairs: molecule + water and molecule + molecule (0)")
     generate.add_argument("--dimer-max-atoms", type=int, default=30, help="largest molecule used in a dimer (30)")

@@ -9,6 +9,11 @@ starting from fresh Maxwell-Boltzmann velocities. ``distortions`` adds near-diss
 a random covalent bond of a kept frame stretched to 1.2-1.8x or compressed to 0.75-0.9x its length (the lighter atom
 moves), so a model sees the repulsive wall and the start of bond breaking instead of extrapolating there; a
 distortion that pushes the moved atom into a third one (closer than 0.75x their covalent radii) is drawn again.
+``transfers`` adds hydrogen-transfer geometries: a hydrogen of a kept frame moved straight towards a heavy atom
+within 3.2 Å of it that is not bonded to its own atom (another group of the molecule, or its pair partner), until
+it is 1.0-1.8 Å from that atom, partway to a proton transfer. Bond distortions never put a hydrogen there; a model
+trained without such geometries can lack the energy wall and let a hydrogen jump in MD (an ammonium proton onto an
+aromatic carbon, for example).
 ``make_dimers`` builds non-covalent pairs (molecule + water, molecule + molecule) at contact distances. Molecules run in parallel over ``workers`` processes;
 each molecule is one shard in the output directory, written atomically, so an interrupted run resumes where it
 stopped (finished shards are kept, the rest is redone).
@@ -37,6 +42,8 @@ HARTREE = 27.211386245988  # eV
 KB = 8.617333262e-5  # eV / K
 ACCELERATION = 9.64853321233e-3  # (eV / Å / amu) in Å / fs^2
 DISTORTION_ATTEMPTS = 10  # draws of frame and bond per distortion before it is counted as left out
+TRANSFER_REACH = 3.2  # Å: heavy atoms this close to a hydrogen are the places it may be moved towards
+TRANSFER_DISTANCE = (1.0, 1.8)  # Å: the moved hydrogen's distance to the atom it moved towards
 
 
 @dataclass
@@ -164,15 +171,50 @@ def clashes(positions: np.ndarray, z: np.ndarray, masses: np.ndarray, bond, scal
     """Whether the atom :func:`distort_bond` moved came closer than ``scale`` x the sum of covalent radii to an
     atom other than its bond partner (it was pushed into a third atom: a geometry MD never visits, with forces of
     thousands of eV/Å)."""
+    i, j = _fixed_and_moved(masses, bond)
+    return _too_close(positions, z, j, (i, j), scale)
+
+
+def _too_close(positions: np.ndarray, z: np.ndarray, atom: int, exempt, scale: float) -> bool:
+    """Whether ``atom`` is closer than ``scale`` x the sum of covalent radii to an atom not in ``exempt``."""
     from rdkit import Chem
 
     table = Chem.GetPeriodicTable()
-    i, j = _fixed_and_moved(masses, bond)
-    others = np.array([k for k in range(len(z)) if k not in (i, j)], dtype=int)
+    others = np.array([k for k in range(len(z)) if k not in exempt], dtype=int)
     if len(others) == 0:
         return False
-    limit = scale * (table.GetRcovalent(int(z[j])) + np.array([table.GetRcovalent(int(z[k])) for k in others]))
-    return bool((np.linalg.norm(positions[others] - positions[j], axis=1) < limit).any())
+    limit = scale * (table.GetRcovalent(int(z[atom])) + np.array([table.GetRcovalent(int(z[k])) for k in others]))
+    return bool((np.linalg.norm(positions[others] - positions[atom], axis=1) < limit).any())
+
+
+def transfer_candidates(positions: np.ndarray, z: np.ndarray, bonds: np.ndarray) -> List[Tuple[int, int, int]]:
+    """(hydrogen, its bonded heavy atom, acceptor) triples: an acceptor is a heavy atom within ``TRANSFER_REACH`` of
+    the hydrogen and not bonded to the hydrogen's own atom, so the move goes through space (another group, another
+    molecule), not a 1,2-shift onto the next atom of the chain."""
+    pairs = np.asarray(bonds, dtype=int).reshape(-1, 2)
+    neighbours = {int(a): set() for a in range(len(z))}
+    for i, j in pairs:
+        neighbours[int(i)].add(int(j))
+        neighbours[int(j)].add(int(i))
+    found = []
+    for i, j in pairs:
+        if (z[i] == 1) == (z[j] == 1):
+            continue  # H-H or heavy-heavy
+        hydrogen, donor = (int(i), int(j)) if z[i] == 1 else (int(j), int(i))
+        distance = np.linalg.norm(positions - positions[hydrogen], axis=1)
+        found += [(hydrogen, donor, int(k)) for k in np.flatnonzero((z > 1) & (distance < TRANSFER_REACH))
+                  if k != donor and int(k) not in neighbours[donor]]
+    return found
+
+
+def move_hydrogen(positions: np.ndarray, hydrogen: int, acceptor: int, distance: float) -> np.ndarray:
+    """A copy of ``positions`` with ``hydrogen`` moved straight towards ``acceptor`` until ``distance`` Å from it
+    (never past it: a hydrogen already closer stays where it is)."""
+    moved = positions.copy()
+    offset = positions[hydrogen] - positions[acceptor]
+    length = float(np.linalg.norm(offset))
+    moved[hydrogen] = positions[acceptor] + offset * min(1.0, distance / length)
+    return moved
 
 
 def distort_bond(positions: np.ndarray, masses: np.ndarray, bond, factor: float) -> np.ndarray:
@@ -185,8 +227,9 @@ def distort_bond(positions: np.ndarray, masses: np.ndarray, bond, factor: float)
 
 def sample_and_label(structure: Structure, frames: int = 20, stride: int = 10, perturbations: int = 4,
                      temperature: Union[float, Sequence[float]] = 500.0, displacement: float = 0.05,
-                     timestep: float = 0.5, seed: int = 0, distortions: int = 0) -> Molecule:
-    """``frames x (1 + perturbations)`` labelled configurations per temperature, plus ``distortions`` (module doc)."""
+                     timestep: float = 0.5, seed: int = 0, distortions: int = 0, transfers: int = 0) -> Molecule:
+    """``frames x (1 + perturbations)`` labelled configurations per temperature, then ``distortions``, then
+    ``transfers`` (module doc)."""
     from openmm.app import element as elements
 
     rng = np.random.default_rng(seed)
@@ -217,11 +260,21 @@ def sample_and_label(structure: Structure, frames: int = 20, stride: int = 10, p
         else:
             failures += 1
             continue
-        try:
-            xtb.result = None
-            records.append((moved, *xtb(moved)))
-        except Exception:  # noqa: BLE001 - SCF failure at a distorted geometry: counted and reported
+        failures += _label(xtb, moved, records)
+    for _ in range(transfers if md_frames else 0):
+        for _ in range(DISTORTION_ATTEMPTS):  # another frame when it has no candidate or the move clashes
+            frame = md_frames[rng.integers(len(md_frames))]
+            candidates = transfer_candidates(frame, z, bonds)
+            if not candidates:
+                continue
+            hydrogen, donor, acceptor = candidates[rng.integers(len(candidates))]
+            moved = move_hydrogen(frame, hydrogen, acceptor, rng.uniform(*TRANSFER_DISTANCE))
+            if not _too_close(moved, z, hydrogen, (hydrogen, donor, acceptor), 0.75):
+                break
+        else:
             failures += 1
+            continue
+        failures += _label(xtb, moved, records)
     from importlib.metadata import version
 
     tblite_version = version("tblite")
@@ -232,6 +285,16 @@ def sample_and_label(structure: Structure, frames: int = 20, stride: int = 10, p
         dipole=np.array([r[3] for r in records]), method=f"GFN2-xTB (tblite {tblite_version})")
     molecule.failures = failures  # type: ignore[attr-defined]
     return molecule
+
+
+def _label(xtb, positions: np.ndarray, records: list) -> int:
+    """Append ``positions`` with its GFN2-xTB labels to ``records``; 1 if the SCF failed there (nothing appended)."""
+    try:
+        xtb.result = None
+        records.append((positions, *xtb(positions)))
+        return 0
+    except Exception:  # noqa: BLE001 - SCF failure at a distorted geometry: counted and reported
+        return 1
 
 
 def _langevin(xtb, x, v, forces, masses, sigma_v, c1, c2, timestep, frames, stride, perturbations, displacement, rng,
@@ -326,7 +389,7 @@ def _work(job):
 def generate_data(inputs: Sequence, output, frames: int = 20, stride: int = 10, perturbations: int = 4,
                   temperature: Union[float, Sequence[float]] = 500.0, displacement: float = 0.05,
                   workers: Optional[int] = None, seed: int = 0, charge: Optional[int] = None, distortions: int = 0,
-                  dimers: int = 0, dimer_max_atoms: int = 30, log=print) -> List[Path]:
+                  dimers: int = 0, dimer_max_atoms: int = 30, transfers: int = 0, log=print) -> List[Path]:
     """Label every molecule of ``inputs`` (and ``dimers`` pairs of them) into ``output``. Returns the shard paths.
 
     Shards that already exist and read back cleanly are kept (resume); the others are (re)computed.
@@ -354,7 +417,8 @@ def generate_data(inputs: Sequence, output, frames: int = 20, stride: int = 10, 
             except DataError as error:
                 log(f"{name}: redoing an unreadable shard ({error})")
         settings = dict(frames=frames, stride=stride, perturbations=perturbations, temperature=temperature,
-                        displacement=displacement, seed=seed + index, distortions=distortions)
+                        displacement=displacement, seed=seed + index, distortions=distortions,
+                        transfers=transfers)
         jobs.append((structure, path, settings))
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
     if jobs:

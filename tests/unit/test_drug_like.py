@@ -11,7 +11,8 @@ rdkit = pytest.importorskip("rdkit")
 from rdkit import Chem  # noqa: E402
 
 from openmm_tensornet.training.datagen import (  # noqa: E402
-    WATER, Structure, clashes, covalent_bonds, distort_bond, make_dimers, place_pair, sample_and_label)
+    TRANSFER_DISTANCE, WATER, Structure, clashes, covalent_bonds, distort_bond, make_dimers, move_hydrogen,
+    place_pair, sample_and_label, transfer_candidates)
 from openmm_tensornet.training.drug_like import protonate_ph7, select_drug_like  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "default_model"
@@ -117,6 +118,64 @@ def test_temperatures_and_distortions_are_sampled_and_labelled():
         assert any(0.75 <= r <= 0.9 or 1.2 <= r <= 1.8 for r in ratios)
     with pytest.raises(ValueError, match="positive kelvin"):
         sample_and_label(methanol, temperature=[300.0, -1.0])
+
+
+def _water_dimer() -> Structure:
+    """Two waters, the second donating its H4 to the first's oxygen (H4...O0 1.95 Å, O...O 2.91 Å)."""
+    z = np.array([8, 1, 1, 8, 1, 1])
+    x = np.array([[0.0, 0.0, 0.0], [-0.24, 0.93, 0.0], [-0.24, -0.93, 0.0],
+                  [2.91, 0.0, 0.0], [1.95, 0.0, 0.0], [3.15, 0.0, 0.93]])
+    return Structure("water-dimer", z, x, 0)
+
+
+def test_transfer_candidates_go_through_space_to_a_heavy_atom_not_bonded_to_the_donor():
+    dimer = _water_dimer()
+    bonds = covalent_bonds(dimer.z, dimer.positions)
+    # only H4 reaches a heavy atom of the other water; no hydrogen is moved towards its own oxygen
+    assert transfer_candidates(dimer.positions, dimer.z, bonds) == [(4, 3, 0)]
+    # methylamine: H on N is 2.1 Å from the carbon bonded to N: a 1,2-shift, not a candidate
+    z = np.array([7, 6, 1, 1, 1, 1, 1])
+    x = np.array([[0.0, 0.0, 0.0], [1.47, 0.0, 0.0], [-0.34, 0.94, 0.0], [-0.34, -0.47, 0.82],
+                  [1.83, 1.03, 0.0], [1.83, -0.51, 0.89], [1.83, -0.51, -0.89]])
+    assert transfer_candidates(x, z, covalent_bonds(z, x)) == []
+
+
+def test_move_hydrogen_goes_straight_towards_the_acceptor_and_never_past_it():
+    dimer = _water_dimer()
+    moved = move_hydrogen(dimer.positions, 4, 0, 1.2)
+    np.testing.assert_allclose(moved[4], [1.2, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_array_equal(np.delete(moved, 4, axis=0), np.delete(dimer.positions, 4, axis=0))
+    # off the O...O line: the H moves along its own line to the acceptor, to exactly the asked distance
+    x = dimer.positions.copy()
+    x[4] = [2.0, 0.5, 0.3]
+    moved = move_hydrogen(x, 4, 0, 1.5)
+    assert np.linalg.norm(moved[4] - x[0]) == pytest.approx(1.5)
+    np.testing.assert_allclose(np.cross(moved[4] - x[0], x[4] - x[0]), 0.0, atol=1e-12)
+    # already closer than asked: it stays
+    np.testing.assert_array_equal(move_hydrogen(dimer.positions, 4, 0, 2.5), dimer.positions)
+
+
+def test_hydrogen_transfers_are_sampled_and_labelled():
+    pytest.importorskip("tblite")
+    dimer = _water_dimer()
+    molecule = sample_and_label(dimer, frames=2, stride=3, perturbations=1, temperature=[300.0], distortions=0,
+                                transfers=5, seed=3)
+    assert len(molecule) == 2 * 2 + 5
+    frames = molecule.positions[:4:2]
+    distances = []
+    for moved in molecule.positions[4:]:
+        # exactly one hydrogen of an MD frame moved, to 1.0-1.8 Å from the other water's oxygen
+        frame = next(f for f in frames if (np.abs(f - moved).max(axis=1) > 0).sum() == 1)
+        atom = int(np.flatnonzero(np.abs(frame - moved).max(axis=1) > 0)[0])
+        assert dimer.z[atom] == 1
+        acceptor = 0 if atom in (4, 5) else 3
+        distances.append(np.linalg.norm(moved[atom] - moved[acceptor]))
+        assert TRANSFER_DISTANCE[0] - 1e-9 <= distances[-1] <= TRANSFER_DISTANCE[1] + 1e-9
+    # GFN2-xTB labels: a proton pushed to 1.0-1.3 Å of the other oxygen (H3O+ ... OH- in the gas phase) costs far
+    # more than thermal energy (0.03 eV) above the MD frames
+    close = molecule.energy[4:][np.array(distances) < 1.3]
+    assert len(close) and (close > molecule.energy[:4].max() + 0.3).all()
+    assert np.isfinite(molecule.forces).all()
 
 
 def test_a_distortion_that_pushes_an_atom_into_a_third_one_is_a_clash():
