@@ -31,8 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import default_model_md as stability  # noqa: E402
 
-EV_TO_KJ_PER_MOL = 96.48533212
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,6 +46,7 @@ def main() -> None:
 
     from openmm_tensornet import TensorNetPotential, load_default_model, load_model
     from openmm_tensornet.training.datagen import XTB
+    from openmm_tensornet.units import KJ_PER_MOL
 
     found = [e for e in stability.entries("all") if e.name == args.name]
     if not found:
@@ -69,9 +68,12 @@ def main() -> None:
         step += args.every
         state = context.getState(getPositions=True, getEnergy=True)
         x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-        kept.append((step, x * 10.0, state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)))
         if not np.isfinite(x).all():
-            break
+            print(f"{args.name}: positions became NaN between {(step - args.every) / 1000:.3f} and "
+                  f"{step / 1000:.3f} ps, before any bond changed by more than {stability.MAX_BOND_CHANGE} Å; "
+                  f"rerun with a smaller --every to see the last finite frames")
+            return
+        kept.append((step, x * 10.0, state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)))
         change = np.abs(stability._lengths(x, bonds) - reference)
         if change.max() > stability.MAX_BOND_CHANGE:
             break
@@ -94,7 +96,7 @@ def main() -> None:
     xtb = XTB(z, kept[0][1], charge)
     steps = np.array([s for s, _, _ in kept])
     model = np.array([e for _, _, e in kept])
-    reference_energy = np.array([xtb(x)[0] * EV_TO_KJ_PER_MOL for _, x, _ in kept])
+    reference_energy = np.array([xtb(x)[0] * KJ_PER_MOL["eV"] for _, x, _ in kept])
     model, reference_energy = model - model[0], reference_energy - reference_energy[0]
     print("| time (ps) | model (kJ/mol) | GFN2-xTB (kJ/mol) | model - GFN2-xTB |")
     print("|---|---|---|---|")

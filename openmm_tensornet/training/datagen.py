@@ -42,6 +42,7 @@ HARTREE = 27.211386245988  # eV
 KB = 8.617333262e-5  # eV / K
 ACCELERATION = 9.64853321233e-3  # (eV / Å / amu) in Å / fs^2
 DISTORTION_ATTEMPTS = 10  # draws of frame and bond per distortion before it is counted as left out
+CLASH_SCALE = 0.75  # x the sum of covalent radii: a moved atom closer than this to a third atom is drawn again
 TRANSFER_REACH = 3.2  # Å: heavy atoms this close to a hydrogen are the places it may be moved towards
 TRANSFER_DISTANCE = (1.0, 1.8)  # Å: the moved hydrogen's distance to the atom it moved towards
 
@@ -167,7 +168,7 @@ def _fixed_and_moved(masses: np.ndarray, bond) -> Tuple[int, int]:
     return (int(bond[0]), int(bond[1])) if masses[bond[1]] <= masses[bond[0]] else (int(bond[1]), int(bond[0]))
 
 
-def clashes(positions: np.ndarray, z: np.ndarray, masses: np.ndarray, bond, scale: float = 0.75) -> bool:
+def clashes(positions: np.ndarray, z: np.ndarray, masses: np.ndarray, bond, scale: float = CLASH_SCALE) -> bool:
     """Whether the atom :func:`distort_bond` moved came closer than ``scale`` x the sum of covalent radii to an
     atom other than its bond partner (it was pushed into a third atom: a geometry MD never visits, with forces of
     thousands of eV/Å)."""
@@ -269,7 +270,7 @@ def sample_and_label(structure: Structure, frames: int = 20, stride: int = 10, p
                 continue
             hydrogen, donor, acceptor = candidates[rng.integers(len(candidates))]
             moved = move_hydrogen(frame, hydrogen, acceptor, rng.uniform(*TRANSFER_DISTANCE))
-            if not _too_close(moved, z, hydrogen, (hydrogen, donor, acceptor), 0.75):
+            if not _too_close(moved, z, hydrogen, (hydrogen, donor, acceptor), CLASH_SCALE):
                 break
         else:
             failures += 1
