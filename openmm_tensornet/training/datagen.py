@@ -31,7 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Collection, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -390,10 +390,13 @@ def _work(job):
 def generate_data(inputs: Sequence, output, frames: int = 20, stride: int = 10, perturbations: int = 4,
                   temperature: Union[float, Sequence[float]] = 500.0, displacement: float = 0.05,
                   workers: Optional[int] = None, seed: int = 0, charge: Optional[int] = None, distortions: int = 0,
-                  dimers: int = 0, dimer_max_atoms: int = 30, transfers: int = 0, log=print) -> List[Path]:
+                  dimers: int = 0, dimer_max_atoms: int = 30, transfers: int = 0,
+                  only: Optional[Collection[str]] = None, log=print) -> List[Path]:
     """Label every molecule of ``inputs`` (and ``dimers`` pairs of them) into ``output``. Returns the shard paths.
 
-    Shards that already exist and read back cleanly are kept (resume); the others are (re)computed.
+    Shards that already exist and read back cleanly are kept (resume); the others are (re)computed. ``only``: label
+    just the molecules and pairs of these names, each with the seed it has in the whole set, so a subset repeats
+    the whole run's configurations for those molecules (the samples added by a larger ``transfers`` come after).
     """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -402,12 +405,20 @@ def generate_data(inputs: Sequence, output, frames: int = 20, stride: int = 10, 
     if not structures:
         raise DataError("no molecules found in the inputs.")
     structures += make_dimers(structures, dimers, dimer_max_atoms, seed)
+    wanted = None if only is None else set(only)
+    if wanted is not None:
+        unknown = wanted - {s.name for s in structures}
+        if unknown:
+            raise DataError(f"only: {len(unknown)} names are not molecules or pairs of the inputs (e.g. "
+                            f"{sorted(unknown)[:3]}); names are the inputs' molecule names, pairs 'first+second'.")
     jobs, paths, used = [], [], set()
     for index, structure in enumerate(structures):
         name = _safe_name(structure.name)
         while name in used:
             name += "_"
         used.add(name)
+        if wanted is not None and structure.name not in wanted:
+            continue
         path = output / f"{name}.npz"
         paths.append(path)
         if path.exists():

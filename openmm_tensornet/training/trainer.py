@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import math
 import sys
 import time
@@ -78,6 +79,7 @@ class TrainingConfig:
     threads: Optional[int] = None
     device: str = "auto"
     init_from: Optional[str] = None
+    held_out: Optional[str] = None
 
     @classmethod
     def from_yaml(cls, path) -> "TrainingConfig":
@@ -94,7 +96,7 @@ class TrainingConfig:
         if "data" not in values:
             raise ValueError(f"{path}: 'data' (the data set directory or file) is required.")
         base = Path(path).parent
-        for key in ("data", "output", "init_from"):
+        for key in ("data", "output", "init_from", "held_out"):
             if key in values and not Path(values[key]).is_absolute() and not (key == "init_from"
                                                                               and values[key] == "default"):
                 values[key] = str(base / values[key])
@@ -121,6 +123,8 @@ class TrainingConfig:
                 raise ValueError(f"{name} must be >= 1 or left out (null: the whole set); got {getattr(self, name)}.")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}.")
+        if self.held_out is not None and self.split_by != "molecule":
+            raise ValueError("held_out names whole molecules: it needs split_by: molecule.")
 
 
 @dataclass
@@ -191,8 +195,38 @@ def _records(molecules: Sequence[Molecule], indices: Sequence[int]) -> List[Reco
     return [Record(m, r) for m in indices for r in range(len(molecules[m]))]
 
 
+def read_held_out(path) -> Dict[str, List[str]]:
+    """The validation and test molecule names of a ``held_out`` file: JSON ``{"validation": [...], "test": [...]}``."""
+    try:
+        with open(path) as handle:
+            names = json.load(handle)
+    except FileNotFoundError:
+        raise ValueError(f"held_out: {path} does not exist (a JSON file of validation and test molecule names)."
+                         ) from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"held_out: {path} is not valid JSON ({error}).") from None
+    if (not isinstance(names, dict) or set(names) != {"validation", "test"}
+            or not all(isinstance(v, list) and all(isinstance(n, str) for n in v) for v in names.values())):
+        raise ValueError(f'held_out: {path} must hold {{"validation": [names], "test": [names]}} and nothing else.')
+    both = set(names["validation"]) & set(names["test"])
+    if both:
+        raise ValueError(f"held_out: {path} lists {len(both)} names under both validation and test, e.g. "
+                         f"{sorted(both)[:3]}.")
+    return names
+
+
 def split_records(molecules: List[Molecule], config: TrainingConfig):
-    """Train/validation/test records: whole molecules (default) or single records per split."""
+    """Train/validation/test records: whole molecules (default) or single records per split. With ``held_out``
+    the validation and test molecules are the ones that file names and every other molecule trains, so a data set
+    that grows (or a fine-tuning set drawn from the same molecules) keeps its held-out molecules unseen."""
+    if config.held_out is not None:
+        names = read_held_out(config.held_out)
+        which = {name: 1 for name in names["validation"]}
+        which.update({name: 2 for name in names["test"]})
+        parts = [[], [], []]
+        for k, molecule in enumerate(molecules):
+            parts[which.get(molecule.name, 0)].append(k)
+        return [_records(molecules, part) for part in parts]
     if config.split_by == "molecule":
         parts = split_by_molecule(molecules, config.split, config.seed)
         position = {id(m): k for k, m in enumerate(molecules)}
@@ -419,6 +453,10 @@ def train(config: TrainingConfig, molecules: Optional[List[Molecule]] = None,
             _say(config, f"left out {len(left_out)} records with a force component above max_force "
                          f"{config.max_force} (train/validation/test {len(a)}/{len(b)}/{len(c)}), of {len(names)} "
                          f"molecules: {', '.join(names[:20])}{' ...' if len(names) > 20 else ''}")
+    if config.held_out is not None and not (train_records and val_records):
+        raise ValueError(f"held_out {config.held_out}: the data set ({len(molecules)} molecules) has "
+                         f"{'no validation molecule of that file' if train_records else 'no molecule outside it'}; "
+                         "the file's names are the data's molecule names (a shard's 'name').")
     if not train_records or not val_records:
         raise ValueError(f"the data set ({len(molecules)} molecules) is too small for a split by {config.split_by} "
                          "into non-empty training and validation sets; add molecules or use split_by: record.")

@@ -24,17 +24,19 @@ HERE = Path(__file__).resolve().parent
 
 
 # data.sh's layout of one shard: per temperature (300, 600, 1000 K) 4 MD frames, each followed by its 2 displaced
-# copies, then 6 bond distortions; 42 records. A shard that lost records (SCF failures) has another count and
-# its records cannot be told apart by position.
-TEMPERATURES, FRAMES, COPIES, DISTORTIONS = (300, 600, 1000), 4, 2, 6
+# copies, then 6 bond distortions; 42 records. data_v3.py adds 4 hydrogen transfers after them (46 records). A shard
+# that lost records (SCF failures) has another count and its records cannot be told apart by position.
+TEMPERATURES, FRAMES, COPIES, DISTORTIONS, TRANSFERS = (300, 600, 1000), 4, 2, 6, 4
 FULL_SHARD = len(TEMPERATURES) * FRAMES * (1 + COPIES) + DISTORTIONS
 
 
 def sample_kind(index: int, records_in_shard: int) -> str:
-    """How data.sh made record ``index`` of a shard of ``records_in_shard`` records."""
-    if records_in_shard != FULL_SHARD:
+    """How data.sh (or data_v3.py) made record ``index`` of a shard of ``records_in_shard`` records."""
+    if records_in_shard not in (FULL_SHARD, FULL_SHARD + TRANSFERS):
         return "shard with lost records (kind unknown)"
     per_temperature = FRAMES * (1 + COPIES)
+    if index >= FULL_SHARD:
+        return "hydrogen moved towards another heavy atom"
     if index >= len(TEMPERATURES) * per_temperature:
         return "bond stretched/compressed"
     temperature = TEMPERATURES[index // per_temperature]

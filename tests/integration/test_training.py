@@ -139,6 +139,43 @@ def test_bad_data_names_the_file_and_record(dataset, tmp_path):
         load_structures(tmp_path / "bad.smi")
 
 
+def test_a_subset_repeats_the_whole_runs_configurations(dataset, tmp_path):
+    (tmp_path / "molecules.smi").write_text(SMILES)
+    paths = generate_data([tmp_path / "molecules.smi"], tmp_path / "part", frames=6, stride=4, perturbations=3,
+                          workers=1, only={"acetate", "chloromethane"}, log=lambda *_: None)
+    assert sorted(p.name for p in paths) == ["acetate.npz", "chloromethane.npz"]
+    assert sorted(p.name for p in (tmp_path / "part").glob("*.npz")) == ["acetate.npz", "chloromethane.npz"]
+    for name in ("acetate", "chloromethane"):  # each keeps its seed in the whole list (acetate is 4th, not 1st)
+        whole, part = read_molecule(dataset / f"{name}.npz"), read_molecule(tmp_path / "part" / f"{name}.npz")
+        np.testing.assert_allclose(part.positions, whole.positions, atol=1e-9)
+        np.testing.assert_allclose(part.energy, whole.energy, atol=1e-9)
+    with pytest.raises(DataError, match=r"only: 1 names are not molecules .*\['ethanol'\]"):
+        generate_data([tmp_path / "molecules.smi"], tmp_path / "bad", only={"water", "ethanol"}, log=lambda *_: None)
+
+
+def test_held_out_names_fix_the_validation_and_test_molecules(dataset, tmp_path):
+    import json
+
+    molecules = read_dataset(dataset)
+    (tmp_path / "held.json").write_text(json.dumps({"validation": ["water", "absent"], "test": ["acetate"]}))
+    (tmp_path / "c.yaml").write_text(f"data: {dataset}\nheld_out: held.json\n")
+    config = TrainingConfig.from_yaml(tmp_path / "c.yaml")
+    assert config.held_out == str(tmp_path / "held.json")  # relative to the config, like data
+    parts = split_records(molecules, config)
+    names = [{molecules[r.molecule].name for r in part} for part in parts]
+    assert names == [{"methanol", "methylammonium", "fluoromethane", "chloromethane"}, {"water"}, {"acetate"}]
+    assert sum(len(p) for p in parts) == sum(len(m) for m in molecules)
+    (tmp_path / "both.json").write_text(json.dumps({"validation": ["water"], "test": ["water"]}))
+    (tmp_path / "shape.json").write_text(json.dumps({"validation": ["water"]}))
+    (tmp_path / "none.json").write_text(json.dumps({"validation": ["ethanol"], "test": []}))
+    for file, message in (("both.json", "under both validation and test"), ("shape.json", "must hold"),
+                          ("missing.json", "does not exist"), ("none.json", "no validation molecule of that file")):
+        with pytest.raises(ValueError, match=message):
+            train(tiny_config(dataset, tmp_path / "run", split_by="molecule", held_out=str(tmp_path / file)))
+    with pytest.raises(ValueError, match="needs split_by: molecule"):
+        train(tiny_config(dataset, tmp_path / "run", held_out=str(tmp_path / "held.json")))
+
+
 def test_split_keeps_molecules_together(dataset):
     molecules = read_dataset(dataset)
     config = TrainingConfig(data=str(dataset), split=(0.6, 0.2, 0.2))
