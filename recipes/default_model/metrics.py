@@ -2,6 +2,7 @@
 element, by total charge and for single molecules against non-covalent pairs, with a parity plot.
 
     python metrics.py MODEL [--config train_v2.yaml] [--data DIR] [--set test|validation] [--plot parity.png]
+        [--no-transfers]
 
 The split is the one ``openmm-tensornet train CONFIG`` made (same data, split, split_by and seed), so the test
 molecules were never seen in training. Prints markdown tables (pasted into openmm_tensornet/models/default-metrics.md).
@@ -51,6 +52,9 @@ def main() -> None:
     parser.add_argument("--set", choices=["test", "validation"], default="test")
     parser.add_argument("--plot", type=Path, default=Path("parity.png"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-transfers", action="store_true",
+                        help="leave out data_v3.py's hydrogen transfers: data.sh's configurations only, comparable "
+                             "with a report on data.sh's set")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = TrainingConfig.from_yaml(args.config)
@@ -58,6 +62,8 @@ def main() -> None:
     _, validation, test = split_records(molecules, config)
     # The records training left out (max_force: clashing atoms, failed labels) are left out here too.
     records, left_out = within_max_force(molecules, test if args.set == "test" else validation, config.max_force)
+    if args.no_transfers:
+        records = [r for r in records if not sample_kind(r.index, len(molecules[r.molecule])).startswith("hydrogen")]
     model = load_model(args.model)
     result = error_breakdown(model, Batches(molecules, records, torch.float32))
     sizes = [len(m.energy) for m in molecules]
