@@ -188,10 +188,16 @@ def _too_close(positions: np.ndarray, z: np.ndarray, atom: int, exempt, scale: f
     return bool((np.linalg.norm(positions[others] - positions[atom], axis=1) < limit).any())
 
 
-def transfer_candidates(positions: np.ndarray, z: np.ndarray, bonds: np.ndarray) -> List[Tuple[int, int, int]]:
+def transfer_candidates(positions: np.ndarray, z: np.ndarray, bonds: np.ndarray, separation: int = 2
+                        ) -> List[Tuple[int, int, int]]:
     """(hydrogen, its bonded heavy atom, acceptor) triples: an acceptor is a heavy atom within ``TRANSFER_REACH`` of
-    the hydrogen and not bonded to the hydrogen's own atom, so the move goes through space (another group, another
-    molecule), not a 1,2-shift onto the next atom of the chain."""
+    the hydrogen at least ``separation`` bonds from the hydrogen's own atom (or in another molecule), so the move
+    goes through space (another group, another molecule), not a 1,2-shift onto the next atom of the chain. With
+    ``separation=3`` the 1,3-shifts (onto the atom two bonds away, which every chain offers) are left out too and
+    only folded-back groups and pair partners remain."""
+    if separation < 2:
+        raise ValueError(f"separation must be at least 2 bonds (1 is a heavy atom bonded to the hydrogen's own "
+                         f"atom: a 1,2-shift along the chain); got {separation}.")
     pairs = np.asarray(bonds, dtype=int).reshape(-1, 2)
     neighbours = {int(a): set() for a in range(len(z))}
     for i, j in pairs:
@@ -202,10 +208,31 @@ def transfer_candidates(positions: np.ndarray, z: np.ndarray, bonds: np.ndarray)
         if (z[i] == 1) == (z[j] == 1):
             continue  # H-H or heavy-heavy
         hydrogen, donor = (int(i), int(j)) if z[i] == 1 else (int(j), int(i))
+        near, shell = {donor}, {donor}
+        for _ in range(separation - 1):  # the atoms fewer than ``separation`` bonds from the donor
+            shell = {b for a in shell for b in neighbours[a]} - near
+            near |= shell
         distance = np.linalg.norm(positions - positions[hydrogen], axis=1)
         found += [(hydrogen, donor, int(k)) for k in np.flatnonzero((z > 1) & (distance < TRANSFER_REACH))
-                  if k != donor and int(k) not in neighbours[donor]]
+                  if int(k) not in near]
     return found
+
+
+def transfer_geometry(frames: Sequence[np.ndarray], z: np.ndarray, bonds: np.ndarray, rng, separation: int = 2
+                      ) -> Optional[np.ndarray]:
+    """One hydrogen-transfer geometry (module doc) from a random frame of ``frames``: a random candidate of
+    :func:`transfer_candidates` moved to ``TRANSFER_DISTANCE`` from its acceptor, drawn again (another frame and
+    candidate) when the frame has none or the hydrogen lands on a third atom; None when no draw works."""
+    for _ in range(DISTORTION_ATTEMPTS):
+        frame = frames[rng.integers(len(frames))]
+        candidates = transfer_candidates(frame, z, bonds, separation)
+        if not candidates:
+            continue
+        hydrogen, donor, acceptor = candidates[rng.integers(len(candidates))]
+        moved = move_hydrogen(frame, hydrogen, acceptor, rng.uniform(*TRANSFER_DISTANCE))
+        if not _too_close(moved, z, hydrogen, (hydrogen, donor, acceptor), CLASH_SCALE):
+            return moved
+    return None
 
 
 def move_hydrogen(positions: np.ndarray, hydrogen: int, acceptor: int, distance: float) -> np.ndarray:
@@ -263,19 +290,8 @@ def sample_and_label(structure: Structure, frames: int = 20, stride: int = 10, p
             continue
         failures += _label(xtb, moved, records)
     for _ in range(transfers if md_frames else 0):
-        for _ in range(DISTORTION_ATTEMPTS):  # another frame when it has no candidate or the move clashes
-            frame = md_frames[rng.integers(len(md_frames))]
-            candidates = transfer_candidates(frame, z, bonds)
-            if not candidates:
-                continue
-            hydrogen, donor, acceptor = candidates[rng.integers(len(candidates))]
-            moved = move_hydrogen(frame, hydrogen, acceptor, rng.uniform(*TRANSFER_DISTANCE))
-            if not _too_close(moved, z, hydrogen, (hydrogen, donor, acceptor), CLASH_SCALE):
-                break
-        else:
-            failures += 1
-            continue
-        failures += _label(xtb, moved, records)
+        moved = transfer_geometry(md_frames, z, bonds, rng)
+        failures += 1 if moved is None else _label(xtb, moved, records)
     from importlib.metadata import version
 
     tblite_version = version("tblite")

@@ -31,8 +31,11 @@ TEMPERATURES, FRAMES, COPIES, DISTORTIONS, TRANSFERS = (300, 600, 1000), 4, 2, 6
 FULL_SHARD = len(TEMPERATURES) * FRAMES * (1 + COPIES) + DISTORTIONS
 
 
-def sample_kind(index: int, records_in_shard: int) -> str:
-    """How data.sh (or data_v3.py) made record ``index`` of a shard of ``records_in_shard`` records."""
+def sample_kind(index: int, records_in_shard: int, source: str = "") -> str:
+    """How data.sh (or data_v3.py, through_space.py) made record ``index`` of a shard (file ``source``) of
+    ``records_in_shard`` records."""
+    if source.endswith(".through-space.npz"):
+        return "hydrogen moved through space (through_space.py)"
     if records_in_shard not in (FULL_SHARD, FULL_SHARD + TRANSFERS):
         return "shard with lost records (kind unknown)"
     per_temperature = FRAMES * (1 + COPIES)
@@ -53,20 +56,23 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=Path("parity.png"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-transfers", action="store_true",
-                        help="leave out data_v3.py's hydrogen transfers: data.sh's configurations only, comparable "
-                             "with a report on data.sh's set")
+                        help="leave out data_v3.py's and through_space.py's hydrogen transfers: data.sh's "
+                             "configurations only, comparable with a report on data.sh's set")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = TrainingConfig.from_yaml(args.config)
     molecules = read_dataset(args.data or config.data)
     _, validation, test = split_records(molecules, config)
     # The records training left out (max_force: clashing atoms, failed labels) are left out here too.
+
+    def kind(molecule: int, index: int) -> str:
+        return sample_kind(index, len(molecules[molecule]), molecules[molecule].source)
+
     records, left_out = within_max_force(molecules, test if args.set == "test" else validation, config.max_force)
     if args.no_transfers:
-        records = [r for r in records if not sample_kind(r.index, len(molecules[r.molecule])).startswith("hydrogen")]
+        records = [r for r in records if not kind(r.molecule, r.index).startswith("hydrogen")]
     model = load_model(args.model)
     result = error_breakdown(model, Batches(molecules, records, torch.float32))
-    sizes = [len(m.energy) for m in molecules]
     conformational = np.abs(result.conformational_errors()).mean() * 1000
     forces = np.concatenate([(p - r).ravel() for p, r in zip(result.force_predicted, result.force_reference)])
     print(f"{args.set} set: {len({result.molecule[i] for i in range(len(result.atoms))})} molecules never seen in "
@@ -82,7 +88,7 @@ def main() -> None:
     print("\n".join(markdown(result.table(lambda r: f"{result.charge[r]:+d}"), "total charge (e)", columns)) + "\n")
     print("\n".join(markdown(result.table(lambda r: "pair (non-covalent)" if result.dimer[r] else "single molecule"),
                              "kind", columns)))
-    print("\n" + "\n".join(markdown(result.table(lambda r: sample_kind(result.index[r], sizes[result.molecule[r]])),
+    print("\n" + "\n".join(markdown(result.table(lambda r: kind(result.molecule[r], result.index[r])),
                                     "sample (data.sh)", columns)))
     parity_plot(result, args.plot, title=f"{args.model.name}: {args.set} molecules (GFN2-xTB)")
     print(f"\nparity plot: {args.plot}")

@@ -138,6 +138,24 @@ def test_transfer_candidates_go_through_space_to_a_heavy_atom_not_bonded_to_the_
     x = np.array([[0.0, 0.0, 0.0], [1.47, 0.0, 0.0], [-0.34, 0.94, 0.0], [-0.34, -0.47, 0.82],
                   [1.83, 1.03, 0.0], [1.83, -0.51, 0.89], [1.83, -0.51, -0.89]])
     assert transfer_candidates(x, z, covalent_bonds(z, x)) == []
+    # separation 3 keeps the pair partner and leaves out 1,3-shifts
+    assert transfer_candidates(dimer.positions, dimer.z, bonds, separation=3) == [(4, 3, 0)]
+    with pytest.raises(ValueError, match="at least 2 bonds"):
+        transfer_candidates(dimer.positions, dimer.z, bonds, separation=1)
+
+
+def test_separation_three_leaves_out_shifts_onto_the_atom_two_bonds_away():
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    molecule = Chem.AddHs(Chem.MolFromSmiles("CCC"))  # propane: every methyl H is 2.1-2.8 Å from the far carbon
+    AllChem.EmbedMolecule(molecule, randomSeed=1)
+    z = np.array([a.GetAtomicNum() for a in molecule.GetAtoms()])
+    x = molecule.GetConformer().GetPositions()
+    bonds = covalent_bonds(z, x)
+    near = transfer_candidates(x, z, bonds)
+    assert near and all({donor, acceptor} == {0, 2} for _, donor, acceptor in near)  # 1,3: C0 <-> C2 only
+    assert transfer_candidates(x, z, bonds, separation=3) == []
 
 
 def test_move_hydrogen_goes_straight_towards_the_acceptor_and_never_past_it():
