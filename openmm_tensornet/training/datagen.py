@@ -288,23 +288,27 @@ def sample_and_label(structure: Structure, frames: int = 20, stride: int = 10, p
         else:
             failures += 1
             continue
-        failures += _label(xtb, moved, records)
+        failures += label(xtb, moved, records)
     for _ in range(transfers if md_frames else 0):
         moved = transfer_geometry(md_frames, z, bonds, rng)
-        failures += 1 if moved is None else _label(xtb, moved, records)
+        failures += 1 if moved is None else label(xtb, moved, records)
     from importlib.metadata import version
 
     tblite_version = version("tblite")
 
-    molecule = Molecule(
-        name=structure.name, z=z, positions=np.array([r[0] for r in records]), energy=np.array([r[1] for r in records]),
-        forces=np.array([r[2] for r in records]), charge=float(structure.charge),
-        dipole=np.array([r[3] for r in records]), method=f"GFN2-xTB (tblite {tblite_version})")
+    molecule = records_molecule(structure.name, z, structure.charge, records, f"GFN2-xTB (tblite {tblite_version})")
     molecule.failures = failures  # type: ignore[attr-defined]
     return molecule
 
 
-def _label(xtb, positions: np.ndarray, records: list) -> int:
+def records_molecule(name: str, z: np.ndarray, charge: float, records: list, method: str) -> Molecule:
+    """A :class:`Molecule` of ``records``: (positions, energy, forces, dipole) tuples as :func:`label` appends them."""
+    return Molecule(name=name, z=z, positions=np.array([r[0] for r in records]),
+                    energy=np.array([r[1] for r in records]), forces=np.array([r[2] for r in records]),
+                    charge=float(charge), dipole=np.array([r[3] for r in records]), method=method)
+
+
+def label(xtb, positions: np.ndarray, records: list) -> int:
     """Append ``positions`` with its GFN2-xTB labels to ``records``; 1 if the SCF failed there (nothing appended)."""
     try:
         xtb.result = None

@@ -63,11 +63,11 @@ def main() -> None:
     config = TrainingConfig.from_yaml(args.config)
     molecules = read_dataset(args.data or config.data)
     _, validation, test = split_records(molecules, config)
-    # The records training left out (max_force: clashing atoms, failed labels) are left out here too.
 
     def kind(molecule: int, index: int) -> str:
         return sample_kind(index, len(molecules[molecule]), molecules[molecule].source)
 
+    # The records training left out (max_force: clashing atoms, failed labels) are left out here too.
     records, left_out = within_max_force(molecules, test if args.set == "test" else validation, config.max_force)
     if args.no_transfers:
         records = [r for r in records if not kind(r.molecule, r.index).startswith("hydrogen")]

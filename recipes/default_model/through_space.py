@@ -28,18 +28,18 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 SUFFIX, SEED, SEPARATION = ".through-space.npz", 11, 3
-# data.sh's shard layout (metrics.py): 3 temperatures x 4 MD frames, each followed by 2 displaced copies.
-MD_FRAMES = [t * 12 + 3 * f for t in range(3) for f in range(4)]
-FULL_SHARDS = (42, 46)
 
 
 def _label(job):
-    from openmm_tensornet.io.data import Molecule, read_molecule, write_molecule
-    from openmm_tensornet.training.datagen import XTB, covalent_bonds, transfer_geometry
+    from metrics import COPIES, FRAMES, TEMPERATURES  # data.sh's shard layout
+    from openmm_tensornet.io.data import read_molecule, write_molecule
+    from openmm_tensornet.training.datagen import XTB, covalent_bonds, label, records_molecule, transfer_geometry
 
     path, index, count = job
     source = read_molecule(path)
-    frames = [source.positions[k] for k in MD_FRAMES]
+    per_temperature = FRAMES * (1 + COPIES)
+    frames = [source.positions[t * per_temperature + f * (1 + COPIES)]
+              for t in range(len(TEMPERATURES)) for f in range(FRAMES)]
     z = np.asarray(source.z)
     bonds = covalent_bonds(z, frames[0])
     rng = np.random.default_rng([SEED, index])
@@ -49,16 +49,10 @@ def _label(job):
         moved = transfer_geometry(frames, z, bonds, rng, separation=SEPARATION)
         if moved is None:
             break  # no candidate in any frame: nothing folds back
-        try:
-            xtb.result = None
-            records.append((moved, *xtb(moved)))
-        except Exception:  # noqa: BLE001 - SCF failure at a distorted geometry: skipped, counted below
-            continue
+        label(xtb, moved, records)  # an SCF failure appends nothing
     if records:
-        write_molecule(Molecule(name=source.name, z=z, positions=np.array([r[0] for r in records]),
-                                energy=np.array([r[1] for r in records]), forces=np.array([r[2] for r in records]),
-                                charge=source.charge, dipole=np.array([r[3] for r in records]),
-                                method=source.method), str(path)[:-len(".npz")] + SUFFIX)
+        write_molecule(records_molecule(source.name, z, source.charge, records, source.method),
+                       str(path)[:-len(".npz")] + SUFFIX)
     return path.name, len(records)
 
 
@@ -68,6 +62,7 @@ def main() -> None:
     parser.add_argument("--per-shard", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    from metrics import FULL_SHARD, TRANSFERS
     from openmm_tensornet.io.data import read_molecule
 
     shards = sorted(p for p in args.data.glob("*.npz") if not p.name.endswith((SUFFIX, ".partial.npz")))
@@ -77,7 +72,7 @@ def main() -> None:
     for index, path in enumerate(shards):
         if Path(str(path)[:-len(".npz")] + SUFFIX).exists():
             continue
-        if len(read_molecule(path)) in FULL_SHARDS:  # other counts lost records: MD frames not at known places
+        if len(read_molecule(path)) in (FULL_SHARD, FULL_SHARD + TRANSFERS):  # other counts lost records: MD frames not at known places
             jobs.append((path, index, args.per_shard))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     written = shards_with = 0
