@@ -64,7 +64,7 @@ def _generate(args) -> int:
                           perturbations=args.perturbations, temperature=args.temperature,
                           displacement=args.displacement, workers=args.workers, seed=args.seed, charge=args.charge,
                           distortions=args.distortions, dimers=args.dimers, dimer_max_atoms=args.dimer_max_atoms,
-                          transfers=args.transfers)
+                          transfers=args.transfers, contacts=args.contacts)
     print(f"{len(paths)} molecules in {args.output}")
     return 0
 
@@ -148,6 +148,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     generate.add_argument("--transfers", type=int, default=0,
                           help="per molecule, frames with a hydrogen moved towards another heavy atom within 3.2 Å, "
                                "to 1.0-1.8 Å from it (partway to a proton transfer) (0)")
+    generate.add_argument("--contacts", type=int, default=0,
+                          help="per molecule, pulls: 100 fs of GFN2-xTB MD at 300 K with a spring drawing a hydrogen's "
+                               "atom and a heavy atom 3+ bonds away to 2.1-2.6 Å, 10 frames + 1 transfer each (0)")
     generate.add_argument("--dimers", type=int, default=0,
                           help="add this many non-covalent pairs: molecule + water and molecule + molecule (0)")
     generate.add_argument("--dimer-max-atoms", type=int, default=30, help="largest molecule used in a dimer (30)")

@@ -27,7 +27,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -138,8 +138,14 @@ def read_molecule(path: PathLike) -> Molecule:
     return molecule.check()
 
 
-def read_dataset(path: PathLike) -> List[Molecule]:
-    """All molecules of a data set: a directory of shards, a single ``.npz`` shard, or an extended-XYZ file."""
+def read_dataset(path: Union[PathLike, Sequence[PathLike]]) -> List[Molecule]:
+    """All molecules of a data set: a directory of shards, a single ``.npz`` shard, or an extended-XYZ file; or a
+    list of those, read in order (a molecule's records from several places keep its name, so a split by molecule
+    keeps them together)."""
+    if isinstance(path, (list, tuple)):
+        if not path:
+            raise DataError("the data set is an empty list; name at least one directory or file.")
+        return [molecule for part in path for molecule in read_dataset(part)]
     path = Path(path)
     if path.is_dir():
         shards = sorted(p for p in path.glob("*.npz") if not p.name.endswith(".partial.npz"))

@@ -14,6 +14,13 @@ within 3.2 Å of it that is not bonded to its own atom (another group of the mol
 it is 1.0-1.8 Å from that atom, partway to a proton transfer. Bond distortions never put a hydrogen there; a model
 trained without such geometries can lack the energy wall and let a hydrogen jump in MD (an ammonium proton onto an
 aromatic carbon, for example).
+``contacts`` adds pulls (steered GFN2-xTB MD): from a kept frame, a hydrogen's heavy atom and a heavy atom at least
+three bonds away (or in the pair partner) within 3.2 Å of that hydrogen are pulled together by a harmonic spring on
+their distance, whose rest length moves from their starting distance to 2.1-2.6 Å over 100 fs of Langevin MD at
+300 K; a frame every 10 fs is labelled with GFN2-xTB's own energy and forces (the spring only drives the sampling),
+then one copy of the last frame with the hydrogen moved to 1.0-1.8 Å from the other atom. Moving a hydrogen between
+fixed heavy atoms (``transfers``) never brings the heavy atoms together, and a folded molecule in MD does both: a
+group closes in on another while a proton moves over (dopamine's ammonium onto its ring).
 ``make_dimers`` builds non-covalent pairs (molecule + water, molecule + molecule) at contact distances. Molecules run in parallel over ``workers`` processes;
 each molecule is one shard in the output directory, written atomically, so an interrupted run resumes where it
 stopped (finished shards are kept, the rest is redone).
@@ -45,6 +52,10 @@ DISTORTION_ATTEMPTS = 10  # draws of frame and bond per distortion before it is 
 CLASH_SCALE = 0.75  # x the sum of covalent radii: a moved atom closer than this to a third atom is drawn again
 TRANSFER_REACH = 3.2  # Å: heavy atoms this close to a hydrogen are the places it may be moved towards
 TRANSFER_DISTANCE = (1.0, 1.8)  # Å: the moved hydrogen's distance to the atom it moved towards
+CONTACT_DISTANCE = (2.1, 2.6)  # Å: where a pull's spring ends, between the donor and the acceptor
+CONTACT_SPRING = 10.0  # eV/Å^2 on the donor-acceptor distance
+CONTACT_STEPS, CONTACT_STRIDE = 200, 20  # 0.5 fs steps per pull, and between labelled frames
+CONTACT_TEMPERATURE = 300.0  # K
 
 
 @dataclass
@@ -255,14 +266,13 @@ def distort_bond(positions: np.ndarray, masses: np.ndarray, bond, factor: float)
 
 def sample_and_label(structure: Structure, frames: int = 20, stride: int = 10, perturbations: int = 4,
                      temperature: Union[float, Sequence[float]] = 500.0, displacement: float = 0.05,
-                     timestep: float = 0.5, seed: int = 0, distortions: int = 0, transfers: int = 0) -> Molecule:
+                     timestep: float = 0.5, seed: int = 0, distortions: int = 0, transfers: int = 0,
+                     contacts: int = 0) -> Molecule:
     """``frames x (1 + perturbations)`` labelled configurations per temperature, then ``distortions``, then
-    ``transfers`` (module doc)."""
-    from openmm.app import element as elements
-
+    ``transfers``, then ``contacts`` pulls (module doc)."""
     rng = np.random.default_rng(seed)
     z = np.asarray(structure.z)
-    masses = np.array([elements.Element.getByAtomicNumber(int(n)).mass._value for n in z])
+    masses = atomic_masses(z)
     xtb = XTB(z, structure.positions, structure.charge)
     x = np.array(structure.positions, dtype=np.float64)
     bonds = covalent_bonds(z, x)
@@ -292,6 +302,9 @@ def sample_and_label(structure: Structure, frames: int = 20, stride: int = 10, p
     for _ in range(transfers if md_frames else 0):
         moved = transfer_geometry(md_frames, z, bonds, rng)
         failures += 1 if moved is None else label(xtb, moved, records)
+    for _ in range(contacts if md_frames else 0):
+        lost = pull_contact(xtb, md_frames, z, bonds, rng, records)
+        failures += 1 if lost is None else lost
     from importlib.metadata import version
 
     tblite_version = version("tblite")
@@ -299,6 +312,56 @@ def sample_and_label(structure: Structure, frames: int = 20, stride: int = 10, p
     molecule = records_molecule(structure.name, z, structure.charge, records, f"GFN2-xTB (tblite {tblite_version})")
     molecule.failures = failures  # type: ignore[attr-defined]
     return molecule
+
+
+def atomic_masses(z: np.ndarray) -> np.ndarray:
+    """Masses (amu) of atomic numbers ``z``."""
+    from openmm.app import element as elements
+
+    return np.array([elements.Element.getByAtomicNumber(int(n)).mass._value for n in z])
+
+
+def pull_contact(xtb, frames: Sequence[np.ndarray], z: np.ndarray, bonds: np.ndarray, rng, records: list,
+                 steps: int = CONTACT_STEPS, stride: int = CONTACT_STRIDE,
+                 temperature: float = CONTACT_TEMPERATURE, timestep: float = 0.5) -> Optional[int]:
+    """One pull (module doc) from a random frame of ``frames`` with a through-space candidate
+    (:func:`transfer_candidates` with ``separation=3``): ``steps // stride`` frames of steered GFN2-xTB MD and one
+    hydrogen-moved copy of the last, appended to ``records`` with unbiased labels. Returns the SCF failures (an SCF
+    failure ends the pull, keeping its frames so far), or None when no frame of ``frames`` has a candidate."""
+    for _ in range(DISTORTION_ATTEMPTS):
+        start = frames[rng.integers(len(frames))]
+        candidates = transfer_candidates(start, z, bonds, separation=3)
+        if candidates:
+            break
+    else:
+        return None
+    hydrogen, donor, acceptor = candidates[rng.integers(len(candidates))]
+    masses = atomic_masses(z)
+    x = np.array(start, dtype=np.float64)
+    begin = float(np.linalg.norm(x[donor] - x[acceptor]))
+    end = min(begin, rng.uniform(*CONTACT_DISTANCE))
+
+    def spring(positions: np.ndarray, step: int) -> np.ndarray:
+        rest = begin + (end - begin) * min(1.0, step / steps)
+        offset = positions[donor] - positions[acceptor]
+        distance = float(np.linalg.norm(offset))
+        force = np.zeros_like(positions)
+        force[donor] = -CONTACT_SPRING * (distance - rest) * offset / distance
+        force[acceptor] = -force[donor]
+        return force
+
+    friction = 0.01  # 1/fs, as sample_and_label's MD
+    c1 = np.exp(-friction * timestep)
+    sigma_v = np.sqrt(KB * temperature / masses * ACCELERATION)[:, None]
+    try:
+        xtb.result = None
+        _, forces, _ = xtb(x)
+        _langevin(xtb, x, rng.normal(size=x.shape) * sigma_v, forces, masses, sigma_v, c1, np.sqrt(1.0 - c1 * c1),
+                  timestep, steps // stride, stride, 0, 0.0, rng, records, [], bias=spring)
+    except Exception:  # noqa: BLE001 - SCF failure along the pull: counted; the frames so far are kept
+        return 1
+    moved = move_hydrogen(x, hydrogen, acceptor, rng.uniform(*TRANSFER_DISTANCE))
+    return label(xtb, moved, records)
 
 
 def records_molecule(name: str, z: np.ndarray, charge: float, records: list, method: str) -> Molecule:
@@ -319,20 +382,23 @@ def label(xtb, positions: np.ndarray, records: list) -> int:
 
 
 def _langevin(xtb, x, v, forces, masses, sigma_v, c1, c2, timestep, frames, stride, perturbations, displacement, rng,
-              records, md_frames):
+              records, md_frames, bias=None):
     """BAOAB Langevin MD in place on ``x``; appends kept frames (and to ``md_frames``) and their displaced copies.
 
+    ``bias(x, step)``: extra forces that drive the MD (steps counted from 0) but are not part of the labels.
     Returns (configurations lost to SCF failures, forces at the final ``x``).
     """
     failures = 0
+    drive = forces if bias is None else forces + bias(x, 0)
     for step in range(frames * stride):
         # BAOAB Langevin step.
-        v += 0.5 * timestep * forces / masses[:, None] * ACCELERATION
+        v += 0.5 * timestep * drive / masses[:, None] * ACCELERATION
         x += 0.5 * timestep * v
         v = c1 * v + c2 * sigma_v * rng.normal(size=x.shape)
         x += 0.5 * timestep * v
         energy, forces, dipole = xtb(x)
-        v += 0.5 * timestep * forces / masses[:, None] * ACCELERATION
+        drive = forces if bias is None else forces + bias(x, step + 1)
+        v += 0.5 * timestep * drive / masses[:, None] * ACCELERATION
         if (step + 1) % stride == 0:
             records.append((x.copy(), energy, forces.copy(), dipole.copy()))
             md_frames.append(x.copy())
@@ -410,13 +476,14 @@ def _work(job):
 def generate_data(inputs: Sequence, output, frames: int = 20, stride: int = 10, perturbations: int = 4,
                   temperature: Union[float, Sequence[float]] = 500.0, displacement: float = 0.05,
                   workers: Optional[int] = None, seed: int = 0, charge: Optional[int] = None, distortions: int = 0,
-                  dimers: int = 0, dimer_max_atoms: int = 30, transfers: int = 0,
+                  dimers: int = 0, dimer_max_atoms: int = 30, transfers: int = 0, contacts: int = 0,
                   only: Optional[Collection[str]] = None, log=print) -> List[Path]:
     """Label every molecule of ``inputs`` (and ``dimers`` pairs of them) into ``output``. Returns the shard paths.
 
     Shards that already exist and read back cleanly are kept (resume); the others are (re)computed. ``only``: label
     just the molecules and pairs of these names, each with the seed it has in the whole set, so a subset repeats
-    the whole run's configurations for those molecules (the samples added by a larger ``transfers`` come after).
+    the whole run's configurations for those molecules (the samples added by a larger ``transfers`` or ``contacts``
+    come after).
     """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -450,7 +517,7 @@ def generate_data(inputs: Sequence, output, frames: int = 20, stride: int = 10, 
                 log(f"{name}: redoing an unreadable shard ({error})")
         settings = dict(frames=frames, stride=stride, perturbations=perturbations, temperature=temperature,
                         displacement=displacement, seed=seed + index, distortions=distortions,
-                        transfers=transfers)
+                        transfers=transfers, contacts=contacts)
         jobs.append((structure, path, settings))
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
     if jobs:

@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ TRAINING_STATE_VERSION = 1
 class TrainingConfig:
     """Everything a training run needs (``openmm-tensornet train`` reads it from YAML with the same keys)."""
 
-    data: str
+    data: Union[str, List[str]]  # a directory of shards, a shard, an extended-XYZ file, or a list of those
     output: str = "training"
     model: Dict[str, Any] = field(default_factory=lambda: dict(hidden_channels=64, num_layers=2, num_rbf=32,
                                                                cutoff_upper=5.0))
@@ -96,7 +96,11 @@ class TrainingConfig:
         if "data" not in values:
             raise ValueError(f"{path}: 'data' (the data set directory or file) is required.")
         base = Path(path).parent
-        for key in ("data", "output", "init_from", "held_out"):
+        data = values["data"]
+        if isinstance(data, list) and (not data or not all(isinstance(part, str) for part in data)):
+            raise ValueError(f"{path}: 'data' is a directory or file, or a non-empty list of them; got {data!r}.")
+        values["data"] = [str(base / part) for part in data] if isinstance(data, list) else str(base / data)
+        for key in ("output", "init_from", "held_out"):
             if key in values and not Path(values[key]).is_absolute() and not (key == "init_from"
                                                                               and values[key] == "default"):
                 values[key] = str(base / values[key])

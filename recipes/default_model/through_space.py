@@ -30,16 +30,22 @@ HERE = Path(__file__).resolve().parent
 SUFFIX, SEED, SEPARATION = ".through-space.npz", 11, 3
 
 
-def _label(job):
+def md_frames(shard) -> list:
+    """The GFN2-xTB MD frames of a full data.sh/data_v3.py shard (not its displaced copies, distortions, ...)."""
     from metrics import COPIES, FRAMES, TEMPERATURES  # data.sh's shard layout
+
+    per_temperature = FRAMES * (1 + COPIES)
+    return [shard.positions[t * per_temperature + f * (1 + COPIES)]
+            for t in range(len(TEMPERATURES)) for f in range(FRAMES)]
+
+
+def _label(job):
     from openmm_tensornet.io.data import read_molecule, write_molecule
     from openmm_tensornet.training.datagen import XTB, covalent_bonds, label, records_molecule, transfer_geometry
 
     path, index, count = job
     source = read_molecule(path)
-    per_temperature = FRAMES * (1 + COPIES)
-    frames = [source.positions[t * per_temperature + f * (1 + COPIES)]
-              for t in range(len(TEMPERATURES)) for f in range(FRAMES)]
+    frames = md_frames(source)
     z = np.asarray(source.z)
     bonds = covalent_bonds(z, frames[0])
     rng = np.random.default_rng([SEED, index])

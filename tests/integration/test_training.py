@@ -176,6 +176,35 @@ def test_held_out_names_fix_the_validation_and_test_molecules(dataset, tmp_path)
         train(tiny_config(dataset, tmp_path / "run", held_out=str(tmp_path / "held.json")))
 
 
+def test_data_can_be_a_list_and_a_molecule_split_across_it_stays_together(dataset, tmp_path):
+    import json
+    import shutil
+
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    water = next(m for m in read_dataset(dataset) if m.name == "water")
+    more = replace(water, positions=water.positions[:2], energy=water.energy[:2], forces=water.forces[:2],
+                   dipole=None if water.dipole is None else water.dipole[:2])
+    write_molecule(more, extra / "water.more.npz")  # more records of a molecule, elsewhere
+    shutil.copy(next(p for p in dataset.glob("*.npz") if read_molecule(p).name == "acetate"), extra / "acetate.npz")
+    (tmp_path / "held.json").write_text(json.dumps({"validation": ["water"], "test": ["acetate"]}))
+    (tmp_path / "c.yaml").write_text(f"data: [{dataset}, extra]\nheld_out: held.json\nsplit_by: molecule\n")
+    config = TrainingConfig.from_yaml(tmp_path / "c.yaml")
+    assert config.data == [str(dataset), str(extra)]  # each relative path against the config's folder
+    molecules = read_dataset(config.data)
+    assert len(molecules) == len(read_dataset(dataset)) + 2
+    parts = split_records(molecules, config)
+    names = [{molecules[r.molecule].name for r in part} for part in parts]
+    assert names[1:] == [{"water"}, {"acetate"}]  # both places' water validates, both acetates test
+    assert sum(len(molecules[r.molecule]) == 2 for r in parts[1]) == 2
+    for bad in ("[]", "[3, x]"):
+        (tmp_path / "bad.yaml").write_text(f"data: {bad}\n")
+        with pytest.raises(ValueError, match="non-empty list"):
+            TrainingConfig.from_yaml(tmp_path / "bad.yaml")
+    with pytest.raises(DataError, match="empty list"):
+        read_dataset([])
+
+
 def test_split_keeps_molecules_together(dataset):
     molecules = read_dataset(dataset)
     config = TrainingConfig(data=str(dataset), split=(0.6, 0.2, 0.2))

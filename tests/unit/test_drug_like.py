@@ -11,8 +11,8 @@ rdkit = pytest.importorskip("rdkit")
 from rdkit import Chem  # noqa: E402
 
 from openmm_tensornet.training.datagen import (  # noqa: E402
-    TRANSFER_DISTANCE, WATER, Structure, clashes, covalent_bonds, distort_bond, make_dimers, move_hydrogen,
-    place_pair, sample_and_label, transfer_candidates)
+    CONTACT_DISTANCE, TRANSFER_DISTANCE, WATER, XTB, Structure, clashes, covalent_bonds, distort_bond, make_dimers,
+    move_hydrogen, place_pair, pull_contact, sample_and_label, transfer_candidates)
 from openmm_tensornet.training.drug_like import protonate_ph7, select_drug_like  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "default_model"
@@ -194,6 +194,45 @@ def test_hydrogen_transfers_are_sampled_and_labelled():
     close = molecule.energy[4:][np.array(distances) < 1.3]
     assert len(close) and (close > molecule.energy[:4].max() + 0.3).all()
     assert np.isfinite(molecule.forces).all()
+
+
+def test_a_pull_draws_the_donor_and_acceptor_together_and_labels_without_the_spring():
+    pytest.importorskip("tblite")
+    dimer = _water_dimer()
+    bonds = covalent_bonds(dimer.z, dimer.positions)
+    xtb = XTB(dimer.z, dimer.positions, 0)
+    records = []
+    assert pull_contact(xtb, [dimer.positions], dimer.z, bonds, np.random.default_rng(0), records, steps=60,
+                        stride=10) == 0
+    assert len(records) == 60 // 10 + 1
+    # the only candidate is H4 (on O3) -> O0: the spring draws the oxygens from 2.91 Å into CONTACT_DISTANCE
+    distances = [np.linalg.norm(r[0][3] - r[0][0]) for r in records[:-1]]
+    assert distances[-1] < CONTACT_DISTANCE[1] + 0.15 < distances[0] + 0.15
+    # labels are GFN2-xTB's own energy and forces, those of a fresh single point (the spring, several eV/Å at the
+    # end, is left out)
+    for positions, energy, forces, _ in records[::3]:
+        xtb.result = None
+        again = xtb(positions)
+        assert energy == pytest.approx(again[0], abs=1e-6)
+        np.testing.assert_allclose(forces, again[1], atol=1e-4)
+    # the extra copy: H4 moved to 1.0-1.8 Å of O0 from the last MD frame
+    moved, last = records[-1][0], records[-2][0]
+    assert TRANSFER_DISTANCE[0] - 1e-9 <= np.linalg.norm(moved[4] - moved[0]) <= TRANSFER_DISTANCE[1] + 1e-9
+    np.testing.assert_array_equal(np.delete(moved, 4, axis=0), np.delete(last, 4, axis=0))
+    # no through-space candidate (a lone water): nothing to pull
+    water = [WATER.positions]
+    assert pull_contact(XTB(WATER.z, WATER.positions, 0), water, WATER.z, covalent_bonds(WATER.z, WATER.positions),
+                        np.random.default_rng(0), records) is None
+
+
+def test_sample_and_label_adds_contact_pulls():
+    pytest.importorskip("tblite")
+    dimer = _water_dimer()
+    plain = sample_and_label(dimer, frames=2, stride=3, perturbations=0, temperature=[300.0], seed=3)
+    pulled = sample_and_label(dimer, frames=2, stride=3, perturbations=0, temperature=[300.0], seed=3, contacts=1)
+    assert len(pulled) == len(plain) + 200 // 20 + 1
+    # the pull comes after the same MD (tblite's last bits can differ from run to run)
+    np.testing.assert_allclose(pulled.positions[:len(plain)], plain.positions, atol=1e-8)
 
 
 def test_a_distortion_that_pushes_an_atom_into_a_third_one_is_a_clash():

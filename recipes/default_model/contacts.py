@@ -1,0 +1,93 @@
+"""Contact pulls for data_v3.py's set (issue 15): a group closing in on another while a proton moves over.
+
+    python contacts.py [--per-shard 1] [--workers 2] [--output contacts]   (after data_v3.py; resumable)
+
+Dopamine broke in vacuum MD when its ammonium folded over the ring: N and the ring carbon came from 3.08 to 2.48 Å
+and a proton moved onto the carbon (breaks/README.md). Neither data_v3.py's transfers nor through_space.py's
+(hydrogens moved between fixed heavy atoms) changed the model there. This script samples the path itself, for every
+full shard of the set: ``--per-shard`` pulls (``datagen.pull_contact``, the same as ``generate-data --contacts``)
+from the shard's own GFN2-xTB MD frames: a hydrogen's atom and a heavy atom three or more bonds away (or in the pair
+partner) drawn together by a spring to 2.1-2.6 Å over 100 fs of GFN2-xTB MD at 300 K, ten frames labelled with
+GFN2-xTB's own energy and forces, plus the hydrogen moved over at the end. They go to ``OUTPUT/NAME.contacts.npz``
+under the molecule's name, so the split by name keeps them with their molecule; a training config lists the
+folder after data-v3 (``data: [data-v3, contacts]``, train_v6.yaml). Shards are done in a fixed shuffled order, so
+an interrupted run has covered a random part of the set. About 5 s per pull for 25 atoms on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SUFFIX, SEED = ".contacts.npz", 13
+
+
+def _pull(job):
+    from through_space import md_frames
+    from openmm_tensornet.io.data import read_molecule, write_molecule
+    from openmm_tensornet.training.datagen import XTB, covalent_bonds, pull_contact, records_molecule
+
+    path, output, index, count = job
+    source = read_molecule(path)
+    frames = md_frames(source)
+    z = np.asarray(source.z)
+    bonds = covalent_bonds(z, frames[0])
+    rng = np.random.default_rng([SEED, index])
+    xtb = XTB(z, frames[0], int(round(source.charge)))
+    records, failures = [], 0
+    for _ in range(count):
+        lost = pull_contact(xtb, frames, z, bonds, rng, records)
+        if lost is None:
+            break  # no candidate in any frame: nothing folds back
+        failures += lost
+    target = output / (path.name[:-len(".npz")] + SUFFIX)
+    if records:
+        write_molecule(records_molecule(source.name, z, source.charge, records, source.method), target)
+    else:
+        target.with_suffix(".none").touch()  # done, nothing to pull: not redone on resume
+    return path.name, len(records), failures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("DATA", HERE / "data-v3")))
+    parser.add_argument("--output", type=Path, default=HERE / "contacts")
+    parser.add_argument("--per-shard", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    from metrics import FULL_SHARD, TRANSFERS
+    from openmm_tensornet.io.data import read_molecule
+
+    from through_space import SUFFIX as THROUGH_SPACE
+
+    shards = sorted(p for p in args.data.glob("*.npz") if not p.name.endswith((THROUGH_SPACE, ".partial.npz")))
+    if not shards:
+        raise SystemExit(f"{args.data}: no shards; run data_v3.py first.")
+    args.output.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for index in np.random.default_rng(SEED).permutation(len(shards)):
+        path = shards[index]
+        stem = args.output / (path.name[:-len(".npz")] + SUFFIX)
+        if stem.exists() or stem.with_suffix(".none").exists():
+            continue
+        if len(read_molecule(path)) in (FULL_SHARD, FULL_SHARD + TRANSFERS):  # else MD frames not at known places
+            jobs.append((path, args.output, int(index), args.per_shard))
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    start, written, failed = time.time(), 0, 0
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        for done, (name, count, failures) in enumerate(pool.map(_pull, jobs), start=1):
+            written, failed = written + count, failed + failures
+            print(f"[{done}/{len(jobs)}] {name}: {count} records, {failures} SCF failures "
+                  f"({time.time() - start:.0f} s)", flush=True)
+    print(f"{len(jobs)} shards: {written} contact records, {failed} pulls cut short by an SCF failure")
+
+
+if __name__ == "__main__":
+    main()
