@@ -30,17 +30,12 @@ SUFFIX, SEED = ".contacts.npz", 13
 
 
 def _pull(job):
-    from through_space import md_frames
-    from openmm_tensornet.io.data import read_molecule, write_molecule
-    from openmm_tensornet.training.datagen import XTB, covalent_bonds, pull_contact, records_molecule
+    from through_space import shard_md
+    from openmm_tensornet.io.data import write_molecule
+    from openmm_tensornet.training.datagen import pull_contact, records_molecule
 
     path, output, index, count = job
-    source = read_molecule(path)
-    frames = md_frames(source)
-    z = np.asarray(source.z)
-    bonds = covalent_bonds(z, frames[0])
-    rng = np.random.default_rng([SEED, index])
-    xtb = XTB(z, frames[0], int(round(source.charge)))
+    source, frames, z, bonds, rng, xtb = shard_md(path, [SEED, index])
     records, failures = [], 0
     for _ in range(count):
         lost = pull_contact(xtb, frames, z, bonds, rng, records)
@@ -62,29 +57,22 @@ def main() -> None:
     parser.add_argument("--per-shard", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    from metrics import FULL_SHARD, TRANSFERS
-    from openmm_tensornet.io.data import read_molecule
+    from through_space import full_shards
 
-    from through_space import SUFFIX as THROUGH_SPACE
-
-    shards = sorted(p for p in args.data.glob("*.npz") if not p.name.endswith((THROUGH_SPACE, ".partial.npz")))
-    if not shards:
-        raise SystemExit(f"{args.data}: no shards; run data_v3.py first.")
     args.output.mkdir(parents=True, exist_ok=True)
-    jobs = []
-    for index in np.random.default_rng(SEED).permutation(len(shards)):
-        path = shards[index]
-        stem = args.output / (path.name[:-len(".npz")] + SUFFIX)
-        if stem.exists() or stem.with_suffix(".none").exists():
-            continue
-        if len(read_molecule(path)) in (FULL_SHARD, FULL_SHARD + TRANSFERS):  # else MD frames not at known places
-            jobs.append((path, args.output, int(index), args.per_shard))
+
+    def done(path: Path) -> bool:
+        target = args.output / (path.name[:-len(".npz")] + SUFFIX)
+        return target.exists() or target.with_suffix(".none").exists()
+
+    jobs = [(path, args.output, index, args.per_shard)
+            for index, path in full_shards(args.data, done, np.random.default_rng(SEED).permutation)]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     start, written, failed = time.time(), 0, 0
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-        for done, (name, count, failures) in enumerate(pool.map(_pull, jobs), start=1):
+        for finished, (name, count, failures) in enumerate(pool.map(_pull, jobs), start=1):
             written, failed = written + count, failed + failures
-            print(f"[{done}/{len(jobs)}] {name}: {count} records, {failures} SCF failures "
+            print(f"[{finished}/{len(jobs)}] {name}: {count} records, {failures} SCF failures "
                   f"({time.time() - start:.0f} s)", flush=True)
     print(f"{len(jobs)} shards: {written} contact records, {failed} pulls cut short by an SCF failure")
 

@@ -30,26 +30,43 @@ HERE = Path(__file__).resolve().parent
 SUFFIX, SEED, SEPARATION = ".through-space.npz", 11, 3
 
 
-def md_frames(shard) -> list:
-    """The GFN2-xTB MD frames of a full data.sh/data_v3.py shard (not its displaced copies, distortions, ...)."""
+def shard_md(path: Path, seed) -> tuple:
+    """(shard, its GFN2-xTB MD frames, z, covalent bonds, a generator seeded with ``seed``, a GFN2-xTB calculator)
+    of a full data.sh/data_v3.py shard: what a script needs to grow geometries from the shard's own MD (not its
+    displaced copies, distortions, ...)."""
     from metrics import COPIES, FRAMES, TEMPERATURES  # data.sh's shard layout
+    from openmm_tensornet.io.data import read_molecule
+    from openmm_tensornet.training.datagen import XTB, covalent_bonds
 
+    shard = read_molecule(path)
     per_temperature = FRAMES * (1 + COPIES)
-    return [shard.positions[t * per_temperature + f * (1 + COPIES)]
-            for t in range(len(TEMPERATURES)) for f in range(FRAMES)]
+    frames = [shard.positions[t * per_temperature + f * (1 + COPIES)]
+              for t in range(len(TEMPERATURES)) for f in range(FRAMES)]
+    z = np.asarray(shard.z)
+    return (shard, frames, z, covalent_bonds(z, frames[0]), np.random.default_rng(seed),
+            XTB(z, frames[0], int(round(shard.charge))))
+
+
+def full_shards(data: Path, done, order=None) -> list:
+    """(index, path) of data_v3.py's full shards in ``data`` (index: place in name order) for which ``done(path)``
+    is false, in name order or in the order of indices ``order``. A shard that lost records (SCF failures) is left
+    out: its MD frames are not at known places."""
+    from metrics import FULL_SHARD, TRANSFERS
+    from openmm_tensornet.io.data import read_molecule
+
+    shards = sorted(p for p in data.glob("*.npz") if not p.name.endswith((SUFFIX, ".partial.npz")))
+    if not shards:
+        raise SystemExit(f"{data}: no shards; run data_v3.py first.")
+    return [(int(index), shards[index]) for index in (range(len(shards)) if order is None else order(len(shards)))
+            if not done(shards[index]) and len(read_molecule(shards[index])) in (FULL_SHARD, FULL_SHARD + TRANSFERS)]
 
 
 def _label(job):
-    from openmm_tensornet.io.data import read_molecule, write_molecule
-    from openmm_tensornet.training.datagen import XTB, covalent_bonds, label, records_molecule, transfer_geometry
+    from openmm_tensornet.io.data import write_molecule
+    from openmm_tensornet.training.datagen import label, records_molecule, transfer_geometry
 
     path, index, count = job
-    source = read_molecule(path)
-    frames = md_frames(source)
-    z = np.asarray(source.z)
-    bonds = covalent_bonds(z, frames[0])
-    rng = np.random.default_rng([SEED, index])
-    xtb = XTB(z, frames[0], int(round(source.charge)))
+    source, frames, z, bonds, rng, xtb = shard_md(path, [SEED, index])
     records = []
     for _ in range(count):
         moved = transfer_geometry(frames, z, bonds, rng, separation=SEPARATION)
@@ -68,18 +85,8 @@ def main() -> None:
     parser.add_argument("--per-shard", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    from metrics import FULL_SHARD, TRANSFERS
-    from openmm_tensornet.io.data import read_molecule
-
-    shards = sorted(p for p in args.data.glob("*.npz") if not p.name.endswith((SUFFIX, ".partial.npz")))
-    if not shards:
-        raise SystemExit(f"{args.data}: no shards; run data_v3.py first.")
-    jobs = []
-    for index, path in enumerate(shards):
-        if Path(str(path)[:-len(".npz")] + SUFFIX).exists():
-            continue
-        if len(read_molecule(path)) in (FULL_SHARD, FULL_SHARD + TRANSFERS):  # other counts lost records: MD frames not at known places
-            jobs.append((path, index, args.per_shard))
+    jobs = [(path, index, args.per_shard)
+            for index, path in full_shards(args.data, lambda path: Path(str(path)[:-len(".npz")] + SUFFIX).exists())]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     written = shards_with = 0
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
