@@ -18,9 +18,10 @@ aromatic carbon, for example).
 three bonds away (or in the pair partner) within 3.2 Å of that hydrogen are pulled together by a harmonic spring on
 their distance, whose rest length moves from their starting distance to 2.1-2.6 Å over 100 fs of Langevin MD at
 300 K; a frame every 10 fs is labelled with GFN2-xTB's own energy and forces (the spring only drives the sampling),
-then one copy of the last frame with the hydrogen moved to 1.0-1.8 Å from the other atom. Moving a hydrogen between
-fixed heavy atoms (``transfers``) never brings the heavy atoms together, and a folded molecule in MD does both: a
-group closes in on another while a proton moves over (dopamine's ammonium onto its ring).
+then one copy of the last frame with the hydrogen moved to 1.0-1.8 Å from the other atom (unless it is already
+closer). Moving a hydrogen between fixed heavy atoms (``transfers``) never brings the heavy atoms together, and a
+folded molecule in MD does both: a group closes in on another while a proton moves over (dopamine's ammonium onto
+its ring). A molecule whose MD never brings such a pair within reach gets no pull.
 ``make_dimers`` builds non-covalent pairs (molecule + water, molecule + molecule) at contact distances. Molecules run in parallel over ``workers`` processes;
 each molecule is one shard in the output directory, written atomically, so an interrupted run resumes where it
 stopped (finished shards are kept, the rest is redone).
@@ -304,7 +305,9 @@ def sample_and_label(structure: Structure, frames: int = 20, stride: int = 10, p
         failures += 1 if moved is None else label(xtb, moved, records)
     for _ in range(contacts if md_frames else 0):
         lost = pull_contact(xtb, md_frames, z, bonds, rng, records)
-        failures += 1 if lost is None else lost
+        if lost is None:
+            break  # nothing within reach of a group three or more bonds away: no pull for this molecule
+        failures += lost
     from importlib.metadata import version
 
     tblite_version = version("tblite")
@@ -324,24 +327,25 @@ def atomic_masses(z: np.ndarray) -> np.ndarray:
 def pull_contact(xtb, frames: Sequence[np.ndarray], z: np.ndarray, bonds: np.ndarray, rng, records: list,
                  steps: int = CONTACT_STEPS, stride: int = CONTACT_STRIDE,
                  temperature: float = CONTACT_TEMPERATURE, timestep: float = 0.5) -> Optional[int]:
-    """One pull (module doc) from a random frame of ``frames`` with a through-space candidate
-    (:func:`transfer_candidates` with ``separation=3``): ``steps // stride`` frames of steered GFN2-xTB MD and one
-    hydrogen-moved copy of the last, appended to ``records`` with unbiased labels. Returns the SCF failures (an SCF
-    failure ends the pull, keeping its frames so far), or None when no frame of ``frames`` has a candidate."""
-    for _ in range(DISTORTION_ATTEMPTS):
-        start = frames[rng.integers(len(frames))]
-        candidates = transfer_candidates(start, z, bonds, separation=3)
-        if candidates:
-            break
-    else:
+    """One pull (module doc) from a random frame of ``frames`` among those with a through-space candidate
+    (:func:`transfer_candidates` with ``separation=3``): ``steps // stride`` frames of steered GFN2-xTB MD and a copy
+    of the last with the hydrogen moved 1.0-1.8 Å from the acceptor (left out when it is already closer than 1.0 Å,
+    or lands on a third atom), appended to ``records`` with unbiased labels. A pair that starts closer than the
+    drawn end distance is held where it is. Returns the MD frames lost to an SCF failure (it ends the pull, keeping
+    the frames so far), or None when no frame of ``frames`` has a candidate."""
+    if stride < 1 or steps < stride or steps % stride:
+        raise ValueError(f"steps ({steps}) must be a positive multiple of stride ({stride}).")
+    usable = [(frame, found) for frame in frames if (found := transfer_candidates(frame, z, bonds, separation=3))]
+    if not usable:
         return None
+    start, candidates = usable[rng.integers(len(usable))]
     hydrogen, donor, acceptor = candidates[rng.integers(len(candidates))]
     masses = atomic_masses(z)
     x = np.array(start, dtype=np.float64)
     begin = float(np.linalg.norm(x[donor] - x[acceptor]))
     end = min(begin, rng.uniform(*CONTACT_DISTANCE))
 
-    def spring(positions: np.ndarray, step: int) -> np.ndarray:
+    def spring(positions: np.ndarray, step: int) -> np.ndarray:  # step: MD steps done at ``positions``
         rest = begin + (end - begin) * min(1.0, step / steps)
         offset = positions[donor] - positions[acceptor]
         distance = float(np.linalg.norm(offset))
@@ -353,15 +357,22 @@ def pull_contact(xtb, frames: Sequence[np.ndarray], z: np.ndarray, bonds: np.nda
     friction = 0.01  # 1/fs, as sample_and_label's MD
     c1 = np.exp(-friction * timestep)
     sigma_v = np.sqrt(KB * temperature / masses * ACCELERATION)[:, None]
+    before = len(records)
     try:
         xtb.result = None
         _, forces, _ = xtb(x)
         _langevin(xtb, x, rng.normal(size=x.shape) * sigma_v, forces, masses, sigma_v, c1, np.sqrt(1.0 - c1 * c1),
                   timestep, steps // stride, stride, 0, 0.0, rng, records, [], bias=spring)
     except Exception:  # noqa: BLE001 - SCF failure along the pull: counted; the frames so far are kept
-        return 1
-    moved = move_hydrogen(x, hydrogen, acceptor, rng.uniform(*TRANSFER_DISTANCE))
-    return label(xtb, moved, records)
+        return steps // stride - (len(records) - before)
+    reach = float(np.linalg.norm(x[hydrogen] - x[acceptor]))
+    if reach <= TRANSFER_DISTANCE[0]:
+        return 0  # the pull moved it over already
+    moved = move_hydrogen(x, hydrogen, acceptor, rng.uniform(TRANSFER_DISTANCE[0], min(TRANSFER_DISTANCE[1], reach)))
+    if _too_close(moved, z, hydrogen, (hydrogen, donor, acceptor), CLASH_SCALE):
+        return 0
+    label(xtb, moved, records)  # an SCF failure there appends nothing
+    return 0
 
 
 def records_molecule(name: str, z: np.ndarray, charge: float, records: list, method: str) -> Molecule:
@@ -385,7 +396,8 @@ def _langevin(xtb, x, v, forces, masses, sigma_v, c1, c2, timestep, frames, stri
               records, md_frames, bias=None):
     """BAOAB Langevin MD in place on ``x``; appends kept frames (and to ``md_frames``) and their displaced copies.
 
-    ``bias(x, step)``: extra forces that drive the MD (steps counted from 0) but are not part of the labels.
+    ``bias(x, step)``: extra forces at ``x`` after ``step`` MD steps that drive the MD but are not part of the
+    labels.
     Returns (configurations lost to SCF failures, forces at the final ``x``).
     """
     failures = 0
@@ -394,7 +406,8 @@ def _langevin(xtb, x, v, forces, masses, sigma_v, c1, c2, timestep, frames, stri
         # BAOAB Langevin step.
         v += 0.5 * timestep * drive / masses[:, None] * ACCELERATION
         x += 0.5 * timestep * v
-        v = c1 * v + c2 * sigma_v * rng.normal(size=x.shape)
+        v *= c1  # in place: the caller sees the final velocities
+        v += c2 * sigma_v * rng.normal(size=x.shape)
         x += 0.5 * timestep * v
         energy, forces, dipole = xtb(x)
         drive = forces if bias is None else forces + bias(x, step + 1)
@@ -524,7 +537,7 @@ def generate_data(inputs: Sequence, output, frames: int = 20, stride: int = 10, 
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker process
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:  # (fork + OpenMP can hang)
             for done, (name, count, failures, seconds) in enumerate(pool.map(_work, jobs), start=1):
-                note = (f", {failures} distorted configurations left out (no SCF convergence, or no distortion free "
-                        "of clashes)") if failures else ""
+                note = (f", {failures} configurations left out (no SCF convergence, or no distortion or transfer "
+                        "free of clashes)") if failures else ""
                 log(f"[{done}/{len(jobs)}] {name}: {count} configurations in {seconds:.1f} s{note}")
     return paths

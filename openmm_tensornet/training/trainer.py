@@ -94,10 +94,11 @@ class TrainingConfig:
         if unknown:
             raise ValueError(f"{path}: unknown keys {unknown}; known keys: {sorted(known)}.")
         if "data" not in values:
-            raise ValueError(f"{path}: 'data' (the data set directory or file) is required.")
+            raise ValueError(f"{path}: 'data' (the data set directory or file, or a list of them) is required.")
         base = Path(path).parent
         data = values["data"]
-        if isinstance(data, list) and (not data or not all(isinstance(part, str) for part in data)):
+        if not isinstance(data, (str, list)) or isinstance(data, list) and (
+                not data or not all(isinstance(part, str) for part in data)):
             raise ValueError(f"{path}: 'data' is a directory or file, or a non-empty list of them; got {data!r}.")
         values["data"] = [str(base / part) for part in data] if isinstance(data, list) else str(base / data)
         for key in ("output", "init_from", "held_out"):

@@ -8,10 +8,11 @@ and a proton moved onto the carbon (breaks/README.md). Neither data_v3.py's tran
 full shard of the set: ``--per-shard`` pulls (``datagen.pull_contact``, the same as ``generate-data --contacts``)
 from the shard's own GFN2-xTB MD frames: a hydrogen's atom and a heavy atom three or more bonds away (or in the pair
 partner) drawn together by a spring to 2.1-2.6 Å over 100 fs of GFN2-xTB MD at 300 K, ten frames labelled with
-GFN2-xTB's own energy and forces, plus the hydrogen moved over at the end. They go to ``OUTPUT/NAME.contacts.npz``
-under the molecule's name, so the split by name keeps them with their molecule; a training config lists the
-folder after data-v3 (``data: [data-v3, contacts]``, train_v6.yaml). Shards are done in a fixed shuffled order, so
-an interrupted run has covered a random part of the set. About 5 s per pull for 25 atoms on one core.
+GFN2-xTB's own energy and forces, plus the hydrogen moved over at the end (unless the pull moved it already). They
+go to ``OUTPUT/NAME.contacts.npz`` under the molecule's name, so the split by name keeps them with their molecule;
+a training config lists the folder after data-v3 (``data: [data-v3, contacts]``, train_v6.yaml). Shards are done
+in a fixed shuffled order, so an interrupted run has covered a random part of the set. About 2-4 s per pull for
+20-40 atoms on one core (one pull per shard: about 50 min for the set on 2 cores).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _pull(job):
     target = output / (path.name[:-len(".npz")] + SUFFIX)
     if records:
         write_molecule(records_molecule(source.name, z, source.charge, records, source.method), target)
-    else:
+    elif lost is None:
         target.with_suffix(".none").touch()  # done, nothing to pull: not redone on resume
     return path.name, len(records), failures
 
@@ -72,9 +73,9 @@ def main() -> None:
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         for finished, (name, count, failures) in enumerate(pool.map(_pull, jobs), start=1):
             written, failed = written + count, failed + failures
-            print(f"[{finished}/{len(jobs)}] {name}: {count} records, {failures} SCF failures "
+            print(f"[{finished}/{len(jobs)}] {name}: {count} records, {failures} MD frames lost to SCF failures "
                   f"({time.time() - start:.0f} s)", flush=True)
-    print(f"{len(jobs)} shards: {written} contact records, {failed} pulls cut short by an SCF failure")
+    print(f"{len(jobs)} shards: {written} contact records, {failed} MD frames lost to SCF failures")
 
 
 if __name__ == "__main__":

@@ -197,7 +197,7 @@ def test_data_can_be_a_list_and_a_molecule_split_across_it_stays_together(datase
     names = [{molecules[r.molecule].name for r in part} for part in parts]
     assert names[1:] == [{"water"}, {"acetate"}]  # both places' water validates, both acetates test
     assert sum(len(molecules[r.molecule]) == 2 for r in parts[1]) == 2
-    for bad in ("[]", "[3, x]"):
+    for bad in ("[]", "[3, x]", "3", "{a: b}"):
         (tmp_path / "bad.yaml").write_text(f"data: {bad}\n")
         with pytest.raises(ValueError, match="non-empty list"):
             TrainingConfig.from_yaml(tmp_path / "bad.yaml")

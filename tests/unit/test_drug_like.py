@@ -215,14 +215,48 @@ def test_a_pull_draws_the_donor_and_acceptor_together_and_labels_without_the_spr
         again = xtb(positions)
         assert energy == pytest.approx(again[0], abs=1e-6)
         np.testing.assert_allclose(forces, again[1], atol=1e-4)
-    # the extra copy: H4 moved to 1.0-1.8 Å of O0 from the last MD frame
+    # the extra copy: H4 moved closer to O0, to 1.0-1.8 Å, from the last MD frame; nothing else moved
     moved, last = records[-1][0], records[-2][0]
-    assert TRANSFER_DISTANCE[0] - 1e-9 <= np.linalg.norm(moved[4] - moved[0]) <= TRANSFER_DISTANCE[1] + 1e-9
+    assert TRANSFER_DISTANCE[0] - 1e-9 <= np.linalg.norm(moved[4] - moved[0]) < np.linalg.norm(last[4] - last[0])
     np.testing.assert_array_equal(np.delete(moved, 4, axis=0), np.delete(last, 4, axis=0))
+    with pytest.raises(ValueError, match="multiple of stride"):
+        pull_contact(xtb, [dimer.positions], dimer.z, bonds, np.random.default_rng(0), [], steps=50, stride=20)
     # no through-space candidate (a lone water): nothing to pull
     water = [WATER.positions]
     assert pull_contact(XTB(WATER.z, WATER.positions, 0), water, WATER.z, covalent_bonds(WATER.z, WATER.positions),
                         np.random.default_rng(0), records) is None
+
+
+def test_langevin_with_a_bias_and_no_friction_conserves_the_biased_energy():
+    from openmm_tensornet.training.datagen import ACCELERATION, _langevin
+
+    # two free atoms (the "labels" are zero) held by a bias spring: velocity Verlet with the bias in both
+    # half-kicks conserves kinetic + spring energy to O(dt^2); a bias left out of one half-kick does not
+    masses = np.array([12.0, 16.0])
+    k, rest = 2.0, 1.5  # eV/Å^2, Å
+
+    def spring(x, step):
+        offset = x[0] - x[1]
+        distance = np.linalg.norm(offset)
+        force = np.zeros_like(x)
+        force[0] = -k * (distance - rest) * offset / distance
+        force[1] = -force[0]
+        return force
+
+    def energy(x, v):
+        kinetic = 0.5 * (masses[:, None] * v ** 2).sum() / ACCELERATION
+        return kinetic + 0.5 * k * (np.linalg.norm(x[0] - x[1]) - rest) ** 2
+
+    x = np.array([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    v = np.zeros_like(x)
+    start = energy(x, v)
+    records = []
+    zero = lambda positions: (0.0, np.zeros_like(positions), np.zeros(3))  # noqa: E731
+    _langevin(zero, x, v, np.zeros_like(x), masses, np.zeros((2, 1)), 1.0, 0.0, 0.5, 40, 10, 0, 0.0,
+              np.random.default_rng(0), records, [], bias=spring)
+    assert len(records) == 40 and np.linalg.norm(x[0] - x[1]) != pytest.approx(2.0)  # it moved
+    assert all(r[2].max() == 0.0 for r in records)  # labels: the calculator's forces, not the bias
+    assert energy(x, v) == pytest.approx(start, rel=1e-3)  # v was updated in place by the last half-kick
 
 
 def test_sample_and_label_adds_contact_pulls():
@@ -230,7 +264,7 @@ def test_sample_and_label_adds_contact_pulls():
     dimer = _water_dimer()
     plain = sample_and_label(dimer, frames=2, stride=3, perturbations=0, temperature=[300.0], seed=3)
     pulled = sample_and_label(dimer, frames=2, stride=3, perturbations=0, temperature=[300.0], seed=3, contacts=1)
-    assert len(pulled) == len(plain) + 200 // 20 + 1
+    assert len(plain) + 200 // 20 <= len(pulled) <= len(plain) + 200 // 20 + 1  # + the moved copy, if any
     # the pull comes after the same MD (tblite's last bits can differ from run to run)
     np.testing.assert_allclose(pulled.positions[:len(plain)], plain.positions, atol=1e-8)
 
