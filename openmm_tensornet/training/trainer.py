@@ -748,8 +748,9 @@ def _write_reports(output: Path, history, test_metrics, config, stopped, molecul
             writer.writeheader()
             writer.writerows(history)
     best = min(history, key=lambda row: row["val_loss"]) if history else {}
+    data = ", ".join(config.data) if isinstance(config.data, list) else config.data
     lines = [f"# Training report ({output})", "",
-             f"Data: {config.data} - {len(molecules)} molecules; records train/validation/test "
+             f"Data: {data} - {len(molecules)} molecules; records train/validation/test "
              f"{len(train_r)}/{len(val_r)}/{len(test_r)} (split by {config.split_by})"
              + (f"; {left_out} records left out (a force component above max_force {config.max_force})."
                 if left_out else "."),
