@@ -53,6 +53,7 @@ DISTORTION_ATTEMPTS = 10  # draws of frame and bond per distortion before it is 
 CLASH_SCALE = 0.75  # x the sum of covalent radii: a moved atom closer than this to a third atom is drawn again
 TRANSFER_REACH = 3.2  # Å: heavy atoms this close to a hydrogen are the places it may be moved towards
 TRANSFER_DISTANCE = (1.0, 1.8)  # Å: the moved hydrogen's distance to the atom it moved towards
+FRICTION = 0.01  # 1/fs: Langevin friction of all xTB MD here
 CONTACT_DISTANCE = (2.1, 2.6)  # Å: where a pull's spring ends, between the donor and the acceptor
 CONTACT_SPRING = 10.0  # eV/Å^2 on the donor-acceptor distance
 CONTACT_STEPS, CONTACT_STRIDE = 200, 20  # 0.5 fs steps per pull, and between labelled frames
@@ -277,13 +278,10 @@ def sample_and_label(structure: Structure, frames: int = 20, stride: int = 10, p
     xtb = XTB(z, structure.positions, structure.charge)
     x = np.array(structure.positions, dtype=np.float64)
     bonds = covalent_bonds(z, x)
-    friction = 0.01  # 1/fs
-    c1 = np.exp(-friction * timestep)
-    c2 = np.sqrt(1.0 - c1 * c1)
     records, md_frames, failures = [], [], 0
     energy, forces, dipole = xtb(x)
     for temperature_k in _temperatures(temperature):
-        sigma_v = np.sqrt(KB * temperature_k / masses * ACCELERATION)[:, None]  # Å/fs
+        sigma_v, c1, c2 = _thermostat(masses, temperature_k, timestep)
         v = rng.normal(size=x.shape) * sigma_v
         lost, forces = _langevin(xtb, x, v, forces, masses, sigma_v, c1, c2, timestep, frames, stride,
                                  perturbations, displacement, rng, records, md_frames)
@@ -354,15 +352,13 @@ def pull_contact(xtb, frames: Sequence[np.ndarray], z: np.ndarray, bonds: np.nda
         force[acceptor] = -force[donor]
         return force
 
-    friction = 0.01  # 1/fs, as sample_and_label's MD
-    c1 = np.exp(-friction * timestep)
-    sigma_v = np.sqrt(KB * temperature / masses * ACCELERATION)[:, None]
+    sigma_v, c1, c2 = _thermostat(masses, temperature, timestep)
     before = len(records)
     try:
         xtb.result = None
         _, forces, _ = xtb(x)
-        _langevin(xtb, x, rng.normal(size=x.shape) * sigma_v, forces, masses, sigma_v, c1, np.sqrt(1.0 - c1 * c1),
-                  timestep, steps // stride, stride, 0, 0.0, rng, records, [], bias=spring)
+        _langevin(xtb, x, rng.normal(size=x.shape) * sigma_v, forces, masses, sigma_v, c1, c2, timestep,
+                  steps // stride, stride, 0, 0.0, rng, records, [], bias=spring)
     except Exception:  # noqa: BLE001 - SCF failure along the pull: counted; the frames so far are kept
         return steps // stride - (len(records) - before)
     reach = float(np.linalg.norm(x[hydrogen] - x[acceptor]))
@@ -390,6 +386,13 @@ def label(xtb, positions: np.ndarray, records: list) -> int:
         return 0
     except Exception:  # noqa: BLE001 - SCF failure at a distorted geometry: counted and reported
         return 1
+
+
+def _thermostat(masses: np.ndarray, temperature: float, timestep: float) -> Tuple[np.ndarray, float, float]:
+    """(thermal velocity spread per atom [N, 1] in Å/fs, c1, c2) of the xTB MD's Langevin (``FRICTION``) at
+    ``temperature`` K with ``timestep`` fs steps."""
+    c1 = np.exp(-FRICTION * timestep)
+    return np.sqrt(KB * temperature / masses * ACCELERATION)[:, None], c1, np.sqrt(1.0 - c1 * c1)
 
 
 def _langevin(xtb, x, v, forces, masses, sigma_v, c1, c2, timestep, frames, stride, perturbations, displacement, rng,

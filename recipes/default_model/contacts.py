@@ -37,7 +37,7 @@ def _pull(job):
 
     path, output, index, count = job
     source, frames, z, bonds, rng, xtb = shard_md(path, [SEED, index])
-    records, failures = [], 0
+    records, failures, lost = [], 0, 0
     for _ in range(count):
         lost = pull_contact(xtb, frames, z, bonds, rng, records)
         if lost is None:
