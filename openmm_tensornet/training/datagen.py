@@ -55,7 +55,8 @@ TRANSFER_REACH = 3.2  # Å: heavy atoms this close to a hydrogen are the places 
 TRANSFER_DISTANCE = (1.0, 1.8)  # Å: the moved hydrogen's distance to the atom it moved towards
 FRICTION = 0.01  # 1/fs: Langevin friction of all xTB MD here
 CONTACT_DISTANCE = (2.1, 2.6)  # Å: where a pull's spring ends, between the donor and the acceptor
-CONTACT_SPRING = 10.0  # eV/Å^2 on the donor-acceptor distance
+CONTACT_SPRING = 10.0  # eV/Å^2 on the distance a pull draws in
+PROTON_DISTANCE = (1.0, 1.2)  # Å: where a hydrogen pull's spring ends, between the hydrogen and the acceptor
 CONTACT_STEPS, CONTACT_STRIDE = 200, 20  # 0.5 fs steps per pull, and between labelled frames
 CONTACT_TEMPERATURE = 300.0  # K
 
@@ -324,15 +325,21 @@ def atomic_masses(z: np.ndarray) -> np.ndarray:
 
 def pull_contact(xtb, frames: Sequence[np.ndarray], z: np.ndarray, bonds: np.ndarray, rng, records: list,
                  steps: int = CONTACT_STEPS, stride: int = CONTACT_STRIDE,
-                 temperature: float = CONTACT_TEMPERATURE, timestep: float = 0.5) -> Optional[int]:
+                 temperature: float = CONTACT_TEMPERATURE, timestep: float = 0.5,
+                 pulled: str = "donor") -> Optional[int]:
     """One pull (module doc) from a random frame of ``frames`` among those with a through-space candidate
     (:func:`transfer_candidates` with ``separation=3``): ``steps // stride`` frames of steered GFN2-xTB MD and a copy
     of the last with the hydrogen moved 1.0-1.8 Å from the acceptor (left out when it is already closer than 1.0 Å,
     or lands on a third atom), appended to ``records`` with unbiased labels. A pair that starts closer than the
     drawn end distance is held where it is. Returns the MD frames lost to an SCF failure (it ends the pull, keeping
-    the frames so far), or None when no frame of ``frames`` has a candidate."""
+    the frames so far), or None when no frame of ``frames`` has a candidate.
+
+    ``pulled="hydrogen"``: the spring draws the hydrogen itself to 1.0-1.8 Å from the acceptor (the proton transfer's
+    path, with every heavy atom free to follow) instead of its heavy atom to 2.1-2.6 Å; no moved copy is added."""
     if stride < 1 or steps < stride or steps % stride:
         raise ValueError(f"steps ({steps}) must be a positive multiple of stride ({stride}).")
+    if pulled not in ("donor", "hydrogen"):
+        raise ValueError(f'pulled must be "donor" (the hydrogen\'s heavy atom) or "hydrogen"; got {pulled!r}.')
     usable = [(frame, found) for frame in frames if (found := transfer_candidates(frame, z, bonds, separation=3))]
     if not usable:
         return None
@@ -340,16 +347,17 @@ def pull_contact(xtb, frames: Sequence[np.ndarray], z: np.ndarray, bonds: np.nda
     hydrogen, donor, acceptor = candidates[rng.integers(len(candidates))]
     masses = atomic_masses(z)
     x = np.array(start, dtype=np.float64)
-    begin = float(np.linalg.norm(x[donor] - x[acceptor]))
-    end = min(begin, rng.uniform(*CONTACT_DISTANCE))
+    moving = donor if pulled == "donor" else hydrogen
+    begin = float(np.linalg.norm(x[moving] - x[acceptor]))
+    end = min(begin, rng.uniform(*(CONTACT_DISTANCE if pulled == "donor" else PROTON_DISTANCE)))
 
     def spring(positions: np.ndarray, step: int) -> np.ndarray:  # step: MD steps done at ``positions``
         rest = begin + (end - begin) * min(1.0, step / steps)
-        offset = positions[donor] - positions[acceptor]
+        offset = positions[moving] - positions[acceptor]
         distance = float(np.linalg.norm(offset))
         force = np.zeros_like(positions)
-        force[donor] = -CONTACT_SPRING * (distance - rest) * offset / distance
-        force[acceptor] = -force[donor]
+        force[moving] = -CONTACT_SPRING * (distance - rest) * offset / distance
+        force[acceptor] = -force[moving]
         return force
 
     sigma_v, c1, c2 = _thermostat(masses, temperature, timestep)
@@ -362,7 +370,7 @@ def pull_contact(xtb, frames: Sequence[np.ndarray], z: np.ndarray, bonds: np.nda
     except Exception:  # noqa: BLE001 - SCF failure along the pull: counted; the frames so far are kept
         return steps // stride - (len(records) - before)
     reach = float(np.linalg.norm(x[hydrogen] - x[acceptor]))
-    if reach <= TRANSFER_DISTANCE[0]:
+    if pulled == "hydrogen" or reach <= TRANSFER_DISTANCE[0]:
         return 0  # the pull moved it over already
     moved = move_hydrogen(x, hydrogen, acceptor, rng.uniform(TRANSFER_DISTANCE[0], min(TRANSFER_DISTANCE[1], reach)))
     if _too_close(moved, z, hydrogen, (hydrogen, donor, acceptor), CLASH_SCALE):

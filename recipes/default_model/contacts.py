@@ -1,6 +1,7 @@
 """Contact pulls for data_v3.py's set (issue 15): a group closing in on another while a proton moves over.
 
     python contacts.py [--per-shard 1] [--workers 2] [--output contacts]   (after data_v3.py; resumable)
+    python contacts.py --pulled hydrogen [--cations] [--output protons]
 
 Dopamine broke in vacuum MD when its ammonium folded over the ring: N and the ring carbon came from 3.08 to 2.48 Å
 and a proton moved onto the carbon (breaks/README.md). Neither data_v3.py's transfers nor through_space.py's
@@ -13,6 +14,10 @@ go to ``OUTPUT/NAME.contacts.npz`` under the molecule's name, so the split by na
 a training config lists the folder after data-v3 (``data: [data-v3, contacts]``, train_v6.yaml). Shards are done
 in a fixed shuffled order, so an interrupted run has covered a random part of the set. About 2-4 s per pull for
 20-40 atoms on one core (one pull per shard: about 50 min for the set on 2 cores).
+
+``--pulled hydrogen``: the spring draws the hydrogen itself onto the acceptor (1.0-1.2 Å) while every heavy atom is
+free, the proton transfer's whole path (``pull_contact(pulled="hydrogen")``); output ``OUTPUT/NAME.protons.npz``.
+``--cations``: only the molecules and pairs of positive total charge (ammonium and other N-H+ protons).
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SUFFIX, SEED = ".contacts.npz", 13
+SUFFIXES = {"donor": ".contacts.npz", "hydrogen": ".protons.npz"}
+SEEDS = {"donor": 13, "hydrogen": 17}
+SUFFIX, SEED = SUFFIXES["donor"], SEEDS["donor"]
 
 
 def _pull(job):
@@ -35,15 +42,15 @@ def _pull(job):
     from openmm_tensornet.io.data import write_molecule
     from openmm_tensornet.training.datagen import pull_contact, records_molecule
 
-    path, output, index, count = job
-    source, frames, z, bonds, rng, xtb = shard_md(path, [SEED, index])
+    path, output, index, count, pulled = job
+    source, frames, z, bonds, rng, xtb = shard_md(path, [SEEDS[pulled], index])
     records, failures, lost = [], 0, 0
     for _ in range(count):
-        lost = pull_contact(xtb, frames, z, bonds, rng, records)
+        lost = pull_contact(xtb, frames, z, bonds, rng, records, pulled=pulled)
         if lost is None:
             break  # no candidate in any frame: nothing folds back
         failures += lost
-    target = output / (path.name[:-len(".npz")] + SUFFIX)
+    target = output / (path.name[:-len(".npz")] + SUFFIXES[pulled])
     if records:
         write_molecule(records_molecule(source.name, z, source.charge, records, source.method), target)
     elif lost is None:
@@ -54,20 +61,27 @@ def _pull(job):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("DATA", HERE / "data-v3")))
-    parser.add_argument("--output", type=Path, default=HERE / "contacts")
+    parser.add_argument("--output", type=Path, help="default: contacts (protons with --pulled hydrogen)")
     parser.add_argument("--per-shard", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pulled", choices=list(SUFFIXES), default="donor",
+                        help="what the spring draws to the acceptor: the hydrogen's heavy atom (default) or the "
+                             "hydrogen itself")
+    parser.add_argument("--cations", action="store_true", help="only molecules and pairs of positive total charge")
     args = parser.parse_args()
     from through_space import full_shards
+    from openmm_tensornet.io.data import read_molecule
 
-    args.output.mkdir(parents=True, exist_ok=True)
+    output = args.output or HERE / ("contacts" if args.pulled == "donor" else "protons")
+    output.mkdir(parents=True, exist_ok=True)
 
     def done(path: Path) -> bool:
-        target = args.output / (path.name[:-len(".npz")] + SUFFIX)
+        target = output / (path.name[:-len(".npz")] + SUFFIXES[args.pulled])
         return target.exists() or target.with_suffix(".none").exists()
 
-    jobs = [(path, args.output, index, args.per_shard)
-            for index, path in full_shards(args.data, done, np.random.default_rng(SEED).permutation)]
+    jobs = [(path, output, index, args.per_shard, args.pulled)
+            for index, path in full_shards(args.data, done, np.random.default_rng(SEED).permutation)
+            if not args.cations or read_molecule(path).charge > 0]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     start, written, failed = time.time(), 0, 0
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
@@ -75,7 +89,7 @@ def main() -> None:
             written, failed = written + count, failed + failures
             print(f"[{finished}/{len(jobs)}] {name}: {count} records, {failures} MD frames lost to SCF failures "
                   f"({time.time() - start:.0f} s)", flush=True)
-    print(f"{len(jobs)} shards: {written} contact records, {failed} MD frames lost to SCF failures")
+    print(f"{len(jobs)} shards: {written} {args.pulled} pull records, {failed} MD frames lost to SCF failures")
 
 
 if __name__ == "__main__":

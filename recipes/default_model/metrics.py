@@ -38,6 +38,8 @@ def sample_kind(index: int, records_in_shard: int, source: str = "") -> str:
         return "hydrogen moved through space (through_space.py)"
     if source.endswith(".contacts.npz"):
         return "hydrogen's atom pulled to an acceptor (contacts.py)"
+    if source.endswith(".protons.npz"):
+        return "hydrogen pulled onto an acceptor (contacts.py --pulled hydrogen)"
     if records_in_shard not in (FULL_SHARD, FULL_SHARD + TRANSFERS):
         return "shard with lost records (kind unknown)"
     per_temperature = FRAMES * (1 + COPIES)

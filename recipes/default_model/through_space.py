@@ -55,7 +55,7 @@ def full_shards(data: Path, done, order=None) -> list:
     from openmm_tensornet.io.data import read_molecule
 
     shards = sorted(p for p in data.glob("*.npz")
-                    if not p.name.endswith((SUFFIX, ".contacts.npz", ".partial.npz")))  # data.sh/data_v3.py's
+                    if not p.name.endswith((SUFFIX, ".contacts.npz", ".protons.npz", ".partial.npz")))  # data.sh/data_v3.py's
     if not shards:
         raise SystemExit(f"{data}: no shards; run data_v3.py first.")
     return [(int(index), shards[index]) for index in (range(len(shards)) if order is None else order(len(shards)))

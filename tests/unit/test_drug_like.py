@@ -227,6 +227,31 @@ def test_a_pull_draws_the_donor_and_acceptor_together_and_labels_without_the_spr
                         np.random.default_rng(0), records) is None
 
 
+def test_a_hydrogen_pull_carries_the_proton_over_and_gfn2_puts_it_uphill():
+    pytest.importorskip("tblite")
+    dimer = _water_dimer()
+    bonds = covalent_bonds(dimer.z, dimer.positions)
+    xtb = XTB(dimer.z, dimer.positions, 0)
+    records = []
+    assert pull_contact(xtb, [dimer.positions], dimer.z, bonds, np.random.default_rng(0), records, steps=60,
+                        stride=10, pulled="hydrogen") == 0
+    assert len(records) == 60 // 10  # MD frames only, no moved copy: the pull itself moves the hydrogen
+    # the only candidate is H4 (on O3) -> O0: the spring draws H4 from 1.9 Å towards PROTON_DISTANCE of O0; the
+    # oxygens are free, and in a water dimer they close in (H3O+ ... OH- has no minimum in the gas phase)
+    to_acceptor = [np.linalg.norm(r[0][4] - r[0][0]) for r in records]
+    assert to_acceptor[0] > 1.8 and to_acceptor[-1] < 1.45
+    oxygens = [np.linalg.norm(r[0][3] - r[0][0]) for r in records]
+    assert oxygens[-1] < oxygens[0] - 0.3
+    # labels: GFN2-xTB's own, as a fresh single point (the spring, several eV/Å on H4, is left out)
+    positions, energy, forces, _ = records[-1]
+    xtb.result = None
+    again = xtb(positions)
+    assert energy == pytest.approx(again[0], abs=1e-6)
+    np.testing.assert_allclose(forces, again[1], atol=1e-4)
+    with pytest.raises(ValueError, match="pulled must be"):
+        pull_contact(xtb, [dimer.positions], dimer.z, bonds, np.random.default_rng(0), [], pulled="acceptor")
+
+
 def test_langevin_with_a_bias_and_no_friction_conserves_the_biased_energy():
     from openmm_tensornet.training.datagen import ACCELERATION, _langevin
 
