@@ -22,6 +22,8 @@ then one copy of the last frame with the hydrogen moved to 1.0-1.8 Å from the o
 closer). Moving a hydrogen between fixed heavy atoms (``transfers``) never brings the heavy atoms together, and a
 folded molecule in MD does both: a group closes in on another while a proton moves over (dopamine's ammonium onto
 its ring). A molecule whose MD never brings such a pair within reach gets no pull.
+``pull_contact(pulled="hydrogen")`` draws the hydrogen itself onto the other atom (1.0-1.2 Å) instead, the heavy
+atoms free to follow: the proton transfer's whole path, where ``transfers`` only moves the hydrogen instantly.
 ``make_dimers`` builds non-covalent pairs (molecule + water, molecule + molecule) at contact distances. Molecules run in parallel over ``workers`` processes;
 each molecule is one shard in the output directory, written atomically, so an interrupted run resumes where it
 stopped (finished shards are kept, the rest is redone).
