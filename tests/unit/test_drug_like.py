@@ -196,14 +196,20 @@ def test_hydrogen_transfers_are_sampled_and_labelled():
     assert np.isfinite(molecule.forces).all()
 
 
-def test_a_pull_draws_the_donor_and_acceptor_together_and_labels_without_the_spring():
+def _pulled_water_dimer(pulled: str):
+    """(dimer, its covalent bonds, its GFN2-xTB calculator, the records) of one 60-step pull of a water dimer."""
     pytest.importorskip("tblite")
     dimer = _water_dimer()
     bonds = covalent_bonds(dimer.z, dimer.positions)
     xtb = XTB(dimer.z, dimer.positions, 0)
     records = []
     assert pull_contact(xtb, [dimer.positions], dimer.z, bonds, np.random.default_rng(0), records, steps=60,
-                        stride=10) == 0
+                        stride=10, pulled=pulled) == 0
+    return dimer, bonds, xtb, records
+
+
+def test_a_pull_draws_the_donor_and_acceptor_together_and_labels_without_the_spring():
+    dimer, bonds, xtb, records = _pulled_water_dimer("donor")
     assert len(records) == 60 // 10 + 1
     # the only candidate is H4 (on O3) -> O0: the spring draws the oxygens from 2.91 Å into CONTACT_DISTANCE
     distances = [np.linalg.norm(r[0][3] - r[0][0]) for r in records[:-1]]
@@ -227,14 +233,8 @@ def test_a_pull_draws_the_donor_and_acceptor_together_and_labels_without_the_spr
                         np.random.default_rng(0), records) is None
 
 
-def test_a_hydrogen_pull_carries_the_proton_over_and_gfn2_puts_it_uphill():
-    pytest.importorskip("tblite")
-    dimer = _water_dimer()
-    bonds = covalent_bonds(dimer.z, dimer.positions)
-    xtb = XTB(dimer.z, dimer.positions, 0)
-    records = []
-    assert pull_contact(xtb, [dimer.positions], dimer.z, bonds, np.random.default_rng(0), records, steps=60,
-                        stride=10, pulled="hydrogen") == 0
+def test_a_hydrogen_pull_draws_the_hydrogen_itself_and_labels_without_the_spring():
+    dimer, bonds, xtb, records = _pulled_water_dimer("hydrogen")
     assert len(records) == 60 // 10  # MD frames only, no moved copy: the pull itself moves the hydrogen
     # the only candidate is H4 (on O3) -> O0: the spring draws H4 from 1.9 Å towards PROTON_DISTANCE of O0; the
     # oxygens are free, and in a water dimer they close in (H3O+ ... OH- has no minimum in the gas phase)
