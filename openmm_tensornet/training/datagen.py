@@ -328,7 +328,7 @@ def atomic_masses(z: np.ndarray) -> np.ndarray:
 def pull_contact(xtb, frames: Sequence[np.ndarray], z: np.ndarray, bonds: np.ndarray, rng, records: list,
                  steps: int = CONTACT_STEPS, stride: int = CONTACT_STRIDE,
                  temperature: float = CONTACT_TEMPERATURE, timestep: float = 0.5,
-                 pulled: str = "donor") -> Optional[int]:
+                 pulled: str = "donor", candidate: Optional[Tuple[int, int, int]] = None) -> Optional[int]:
     """One pull (module doc) from a random frame of ``frames`` among those with a through-space candidate
     (:func:`transfer_candidates` with ``separation=3``): ``steps // stride`` frames of steered GFN2-xTB MD and a copy
     of the last with the hydrogen moved 1.0-1.8 Å from the acceptor (left out when it is already closer than 1.0 Å,
@@ -337,16 +337,22 @@ def pull_contact(xtb, frames: Sequence[np.ndarray], z: np.ndarray, bonds: np.nda
     the frames so far), or None when no frame of ``frames`` has a candidate.
 
     ``pulled="hydrogen"``: the spring draws the hydrogen itself to 1.0-1.8 Å from the acceptor (the proton transfer's
-    path, with every heavy atom free to follow) instead of its heavy atom to 2.1-2.6 Å; no moved copy is added."""
+    path, with every heavy atom free to follow) instead of its heavy atom to 2.1-2.6 Å; no moved copy is added.
+    ``candidate``: the (hydrogen, its heavy atom, acceptor) to pull, from a random frame of ``frames``, instead of a
+    random through-space candidate (to sample one known path, such as a stability run's break)."""
     if stride < 1 or steps < stride or steps % stride:
         raise ValueError(f"steps ({steps}) must be a positive multiple of stride ({stride}).")
     if pulled not in ("donor", "hydrogen"):
         raise ValueError(f'pulled must be "donor" (the hydrogen\'s heavy atom) or "hydrogen"; got {pulled!r}.')
-    usable = [(frame, found) for frame in frames if (found := transfer_candidates(frame, z, bonds, separation=3))]
-    if not usable:
-        return None
-    start, candidates = usable[rng.integers(len(usable))]
-    hydrogen, donor, acceptor = candidates[rng.integers(len(candidates))]
+    if candidate is not None:
+        start, (hydrogen, donor, acceptor) = frames[rng.integers(len(frames))], candidate
+    else:
+        usable = [(frame, found) for frame in frames
+                  if (found := transfer_candidates(frame, z, bonds, separation=3))]
+        if not usable:
+            return None
+        start, candidates = usable[rng.integers(len(usable))]
+        hydrogen, donor, acceptor = candidates[rng.integers(len(candidates))]
     masses = atomic_masses(z)
     x = np.array(start, dtype=np.float64)
     moving = donor if pulled == "donor" else hydrogen

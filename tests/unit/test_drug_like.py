@@ -250,6 +250,12 @@ def test_a_hydrogen_pull_draws_the_hydrogen_itself_and_labels_without_the_spring
     np.testing.assert_allclose(forces, again[1], atol=1e-4)
     with pytest.raises(ValueError, match="pulled must be"):
         pull_contact(xtb, [dimer.positions], dimer.z, bonds, np.random.default_rng(0), [], pulled="acceptor")
+    # a given candidate is pulled even where the through-space search finds none: H1 (on O0) onto O3, 3.28 Å away
+    assert not [c for c in transfer_candidates(dimer.positions, dimer.z, bonds) if c[0] == 1]
+    chosen = []
+    assert pull_contact(xtb, [dimer.positions], dimer.z, bonds, np.random.default_rng(0), chosen, steps=60,
+                        stride=10, pulled="hydrogen", candidate=(1, 0, 3)) == 0
+    assert np.linalg.norm(chosen[-1][0][1] - chosen[-1][0][3]) < 3.28 - 0.5
 
 
 def test_langevin_with_a_bias_and_no_friction_conserves_the_biased_energy():
