@@ -7,11 +7,12 @@ that window's own path? (issue 15, breaks/README.md)
 
 It labels every tenth frame of the window with GFN2-xTB, then runs ``--pulls`` hydrogen pulls
 (``datagen.pull_contact(pulled="hydrogen")``) of the hydrogen that broke away onto the heavy atom it jumped to, from
-frames 20, 22, ... of the window (its last 0.3 ps). The hydrogen is the one whose bond to its heavy atom grew most over the
-window; the acceptor is the heavy atom nearest to it at the end. The records go to ``OUTPUT/NAME.npz``; about
-2 min on one core for dopamine. A model trained on them alone (``train_own_path.yaml``) has seen nothing else, so
-it only says whether the architecture can hold the wall. The molecule is a stability molecule, so no shipped model
-may train on these records.
+frames 20, 22, ... of the window (its last 0.3 ps). The hydrogen is the one whose bond to its heavy atom grew most
+over the window; the acceptor is the heavy atom nearest to it at the end. The records go to ``OUTPUT/NAME.npz``;
+about 2 min on one core for dopamine. A model trained on them alone (``train_own_path.yaml``) has seen nothing
+else, so it only says whether the architecture can hold the wall (and, with ``benchmarks/default_model_md.py
+--model training-own-path/model.pt --only dopamine --environment vacuum``, whether the run then holds). The
+molecule is a stability molecule, so no shipped model may train on these records.
 """
 
 from __future__ import annotations
