@@ -150,7 +150,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                "to 1.0-1.8 Å from it (partway to a proton transfer) (0)")
     generate.add_argument("--contacts", type=int, default=0,
                           help="per molecule, pulls: 100 fs of GFN2-xTB MD at 300 K with a spring drawing a hydrogen's "
-                               "atom and a heavy atom 3+ bonds away to 2.1-2.6 Å, 10 frames each + the hydrogen moved over (0)")
+                               "atom and a heavy atom 3+ bonds away to 2.1-2.6 Å, 10 frames each + the hydrogen "
+                               "moved over (0)")
     generate.add_argument("--dimers", type=int, default=0,
                           help="add this many non-covalent pairs: molecule + water and molecule + molecule (0)")
     generate.add_argument("--dimer-max-atoms", type=int, default=30, help="largest molecule used in a dimer (30)")

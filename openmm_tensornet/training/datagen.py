@@ -336,7 +336,7 @@ def pull_contact(xtb, frames: Sequence[np.ndarray], z: np.ndarray, bonds: np.nda
     drawn end distance is held where it is. Returns the MD frames lost to an SCF failure (it ends the pull, keeping
     the frames so far), or None when no frame of ``frames`` has a candidate.
 
-    ``pulled="hydrogen"``: the spring draws the hydrogen itself to 1.0-1.8 Å from the acceptor (the proton transfer's
+    ``pulled="hydrogen"``: the spring draws the hydrogen itself to 1.0-1.2 Å from the acceptor (the proton transfer's
     path, with every heavy atom free to follow) instead of its heavy atom to 2.1-2.6 Å; no moved copy is added.
     ``candidate``: the (hydrogen, its heavy atom, acceptor) to pull, from a random frame of ``frames``, instead of a
     random through-space candidate (to sample one known path, such as a stability run's break)."""
@@ -355,9 +355,9 @@ def pull_contact(xtb, frames: Sequence[np.ndarray], z: np.ndarray, bonds: np.nda
         hydrogen, donor, acceptor = candidates[rng.integers(len(candidates))]
     masses = atomic_masses(z)
     x = np.array(start, dtype=np.float64)
-    moving = donor if pulled == "donor" else hydrogen
+    moving, ends = (donor, CONTACT_DISTANCE) if pulled == "donor" else (hydrogen, PROTON_DISTANCE)
     begin = float(np.linalg.norm(x[moving] - x[acceptor]))
-    end = min(begin, rng.uniform(*(CONTACT_DISTANCE if pulled == "donor" else PROTON_DISTANCE)))
+    end = min(begin, rng.uniform(*ends))
 
     def spring(positions: np.ndarray, step: int) -> np.ndarray:  # step: MD steps done at ``positions``
         rest = begin + (end - begin) * min(1.0, step / steps)

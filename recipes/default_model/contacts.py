@@ -33,8 +33,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 SUFFIXES = {"donor": ".contacts.npz", "hydrogen": ".protons.npz"}
+OUTPUTS = {"donor": "contacts", "hydrogen": "protons"}
 SEEDS = {"donor": 13, "hydrogen": 17}
-SUFFIX, SEED = SUFFIXES["donor"], SEEDS["donor"]
+SEED = SEEDS["donor"]  # the order the shards are done in, either kind
 
 
 def _pull(job):
@@ -70,9 +71,8 @@ def main() -> None:
     parser.add_argument("--cations", action="store_true", help="only molecules and pairs of positive total charge")
     args = parser.parse_args()
     from through_space import full_shards
-    from openmm_tensornet.io.data import read_molecule
 
-    output = args.output or HERE / ("contacts" if args.pulled == "donor" else "protons")
+    output = args.output or HERE / OUTPUTS[args.pulled]
     output.mkdir(parents=True, exist_ok=True)
 
     def done(path: Path) -> bool:
@@ -80,8 +80,8 @@ def main() -> None:
         return target.exists() or target.with_suffix(".none").exists()
 
     jobs = [(path, output, index, args.per_shard, args.pulled)
-            for index, path in full_shards(args.data, done, np.random.default_rng(SEED).permutation)
-            if not args.cations or read_molecule(path).charge > 0]
+            for index, path in full_shards(args.data, done, np.random.default_rng(SEED).permutation,
+                                           (lambda shard: shard.charge > 0) if args.cations else None)]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     start, written, failed = time.time(), 0, 0
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:

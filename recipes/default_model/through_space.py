@@ -47,19 +47,25 @@ def shard_md(path: Path, seed) -> tuple:
             XTB(z, frames[0], int(round(shard.charge))))
 
 
-def full_shards(data: Path, done, order=None) -> list:
+def full_shards(data: Path, done, order=None, keep=None) -> list:
     """(index, path) of data_v3.py's full shards in ``data`` (index: place in name order) for which ``done(path)``
-    is false, in name order or in the order of indices ``order``. A shard that lost records (SCF failures) is left
-    out: its MD frames are not at known places."""
+    is false (and ``keep(shard)`` true, when given), in name order or in the order of indices ``order``. A shard
+    that lost records (SCF failures) is left out: its MD frames are not at known places."""
     from metrics import FULL_SHARD, TRANSFERS
     from openmm_tensornet.io.data import read_molecule
 
-    shards = sorted(p for p in data.glob("*.npz")
-                    if not p.name.endswith((SUFFIX, ".contacts.npz", ".protons.npz", ".partial.npz")))  # data.sh/data_v3.py's
+    grown = (SUFFIX, ".contacts.npz", ".protons.npz", ".partial.npz")  # what scripts add beside data_v3.py's shards
+    shards = sorted(p for p in data.glob("*.npz") if not p.name.endswith(grown))
     if not shards:
         raise SystemExit(f"{data}: no shards; run data_v3.py first.")
-    return [(int(index), shards[index]) for index in (range(len(shards)) if order is None else order(len(shards)))
-            if not done(shards[index]) and len(read_molecule(shards[index])) in (FULL_SHARD, FULL_SHARD + TRANSFERS)]
+    found = []
+    for index in range(len(shards)) if order is None else order(len(shards)):
+        if done(shards[index]):
+            continue
+        shard = read_molecule(shards[index])
+        if len(shard) in (FULL_SHARD, FULL_SHARD + TRANSFERS) and (keep is None or keep(shard)):
+            found.append((int(index), shards[index]))
+    return found
 
 
 def _label(job):
