@@ -32,14 +32,16 @@ FULL_SHARD = len(TEMPERATURES) * FRAMES * (1 + COPIES) + DISTORTIONS
 
 
 def sample_kind(index: int, records_in_shard: int, source: str = "") -> str:
-    """How data.sh (or data_v3.py, through_space.py, contacts.py) made record ``index`` of a shard (file ``source``)
-    of ``records_in_shard`` records."""
+    """How data.sh (or data_v3.py, through_space.py, contacts.py, breaks/motif.py) made record ``index`` of a shard
+    (file ``source``) of ``records_in_shard`` records."""
     if source.endswith(".through-space.npz"):
         return "hydrogen moved through space (through_space.py)"
     if source.endswith(".contacts.npz"):
         return "hydrogen's atom pulled to an acceptor (contacts.py)"
     if source.endswith(".protons.npz"):
         return "hydrogen pulled onto an acceptor (contacts.py --pulled hydrogen)"
+    if source.endswith(".motif.npz"):
+        return "hydrogen pulled onto a ring from a folded ammonium chain (breaks/motif.py)"
     if records_in_shard not in (FULL_SHARD, FULL_SHARD + TRANSFERS):
         return "shard with lost records (kind unknown)"
     per_temperature = FRAMES * (1 + COPIES)
@@ -60,8 +62,9 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=Path("parity.png"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-transfers", action="store_true",
-                        help="leave out data_v3.py's and through_space.py's hydrogen transfers and contacts.py's "
-                             "pulls: data.sh's configurations only, comparable with a report on data.sh's set")
+                        help="leave out data_v3.py's and through_space.py's hydrogen transfers and contacts.py's and "
+                             "breaks/motif.py's pulls: data.sh's configurations only, comparable with a report on "
+                             "data.sh's set")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = TrainingConfig.from_yaml(args.config)

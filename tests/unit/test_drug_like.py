@@ -309,3 +309,63 @@ def test_a_distortion_that_pushes_an_atom_into_a_third_one_is_a_clash():
     assert clashes(distort_bond(x, masses, (0, 1), 1.8), z, masses, (0, 1))
     assert not clashes(distort_bond(x, masses, (0, 1), 1.2), z, masses, (0, 1))  # 1.248 Å from it
     assert not clashes(distort_bond(x, masses, (0, 2), 1.8), z, masses, (0, 2))
+
+
+def _motif_script():
+    """recipes/default_model/breaks/motif.py as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("motif", RECIPE / "breaks" / "motif.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("smiles, expected", [
+    ("[NH3+]CCc1ccc(O)c(O)c1", [(0, [3, 4, 10])]),  # dopamine: the ring carbon the chain ends on, and its two neighbours
+    ("C[NH+](C)CCc1ccccc1", [(1, [5, 6, 10])]),
+    ("[NH3+]CCCc1ccccc1", [(0, [4, 5, 9])]),  # three chain carbons
+    ("[NH3+]Cc1ccccc1", []),  # too short to fold onto the ring
+    ("NCCc1ccccc1", []),  # no ammonium
+    ("C[N+](C)(C)CCc1ccccc1", []),  # no N-H
+])
+def test_motif_sites_are_ammonium_chains_that_can_fold_onto_a_ring(smiles, expected):
+    assert _motif_script().motif_sites(Chem.MolFromSmiles(smiles)) == expected
+
+
+def test_motif_molecules_leave_the_stability_molecules_out(tmp_path):
+    motif = _motif_script()
+    chosen = {name: smiles for name, smiles, _ in motif.choose(RECIPE / "molecules.smi", RECIPE / "stability.smi")}
+    assert len(chosen) >= 30 and chosen["NCI-1849"] == "C[NH+](C)CCc1ccccc1"
+    (tmp_path / "none.smi").write_text("# no stability molecules\n")
+    every = {name for name, _, _ in motif.choose(RECIPE / "molecules.smi", tmp_path / "none.smi")}
+    assert set(chosen) <= every
+    # a stability molecule, written neutral as stability.smi writes them, is matched in its pH-7 form and left out
+    (tmp_path / "stability.smi").write_text("# header\nCN(C)CCc1ccccc1 example\n")
+    again = {name for name, _, _ in motif.choose(RECIPE / "molecules.smi", tmp_path / "stability.smi")}
+    assert again == every - {"NCI-1849"}
+
+
+def test_motif_pulls_fold_the_chain_then_carry_the_proton_onto_the_ring(tmp_path):
+    pytest.importorskip("tblite")
+    from openmm_tensornet.io.data import read_molecule
+    from openmm_tensornet.training.datagen import CONTACT_STEPS, CONTACT_STRIDE, load_structures
+
+    motif = _motif_script()
+    (tmp_path / "one.smi").write_text("C[NH+](C)CCc1ccccc1 NCI-1849\n")
+    structure = load_structures(tmp_path / "one.smi")[0]
+    sites = motif.motif_sites(Chem.MolFromSmiles("C[NH+](C)CCc1ccccc1"))
+    name, count, lost, over = motif._pulls((structure, 0, sites, 1, tmp_path / "NCI-1849.motif.npz"))
+    frames = CONTACT_STEPS // CONTACT_STRIDE
+    # three acceptors, each: the nitrogen's pull (and its moved copy, unless left out), then the proton's pull
+    assert (name, lost) == ("NCI-1849", 0) and 3 * 2 * frames <= count <= 3 * (2 * frames + 1)
+    assert over >= 1
+    records = read_molecule(tmp_path / "NCI-1849.motif.npz")
+    assert records.name == "NCI-1849" and len(records) == count
+    nitrogen, (ipso, *ortho) = sites[0]
+    start = np.linalg.norm(structure.positions[nitrogen] - structure.positions[ipso])
+    folded = records.positions[frames - 1]  # the first pull's last MD frame: N drawn towards the ring carbon
+    assert np.linalg.norm(folded[nitrogen] - folded[ipso]) < start - 0.4  # the chain folded (3.9 -> 3.2 Å)
+    # next to it, the N comes as close to a ring carbon as dopamine's did before its proton jumped (2.48 Å)
+    closest = np.linalg.norm(records.positions[:, [nitrogen]] - records.positions[:, ortho], axis=-1).min()
+    assert closest < CONTACT_DISTANCE[1] + 0.2
