@@ -369,3 +369,22 @@ def test_motif_pulls_fold_the_chain_then_carry_the_proton_onto_the_ring(tmp_path
     # next to it, the N comes as close to a ring carbon as dopamine's did before its proton jumped (2.48 Å)
     closest = np.linalg.norm(records.positions[:, [nitrogen]] - records.positions[:, ortho], axis=-1).min()
     assert closest < CONTACT_DISTANCE[1] + 0.2
+
+
+def test_motif_check_counts_a_proton_over_only_when_it_has_left_its_nitrogen_for_a_carbon():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("motif_check", RECIPE / "breaks" / "motif_check.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    z = np.array([7, 1, 6, 8])
+    on_nitrogen = np.array([[0.0, 0.0, 0.0], [1.02, 0.0, 0.0], [2.6, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    on_carbon = on_nitrogen.copy()
+    on_carbon[1] = [1.5, 0.0, 0.0]  # 1.5 Å from N, 1.1 Å from C
+    halfway = on_nitrogen.copy()
+    halfway[1:3] = [[1.2, 0.0, 0.0], [2.4, 0.0, 0.0]]  # within 1.3 Å of the carbon, but still of its N too
+    on_oxygen = on_nitrogen.copy()
+    on_oxygen[1] = [0.0, 1.9, 0.0]  # off its N, but onto the oxygen
+    frames = np.stack([on_nitrogen, on_carbon, halfway, on_oxygen])
+    over = check.proton_over(frames, z, covalent_bonds(z, on_nitrogen))
+    assert over.tolist() == [False, True, False, False]

@@ -1,6 +1,6 @@
 """Folded-chain proton paths of dopamine's motif in the training molecules (issue 15, breaks/README.md).
 
-    python motif.py [--repeats 2] [--workers 2] [--output motif]     (resumable: finished molecules are kept)
+    python motif.py [--repeats 3] [--workers 2] [--output motif]     (resumable: finished molecules are kept)
 
 Dopamine broke in vacuum when its ammonium chain folded over the ring and an N-H proton went onto the ring carbon
 next to the chain. Protons moved, pulled or held in other molecules did not teach the model that wall; its own path
@@ -15,7 +15,8 @@ RDKit/MMFF geometry: first the nitrogen is drawn to 2.1-2.6 Å from the acceptor
 from 3.1 to 2.5 Å), then, from the folded end, its N-H hydrogen nearest the acceptor is drawn onto it (1.0-1.2 Å),
 every other atom free. Each stage is 100 fs of GFN2-xTB MD at 300 K with ten frames labelled. Records go to
 ``OUTPUT/NAME.motif.npz`` under the molecule's name, so the split by name keeps held-out molecules held out; the
-molecules chosen are listed in ``OUTPUT/motif.smi``. About 1 min per molecule on one core.
+molecules chosen are listed in ``OUTPUT/motif.smi``. 41 molecules, 435 pulls, 9 088 records: 67 min on 2 cores
+(2026-12-04). ``motif_check.py MODEL`` measures a model's hole on them.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def _pulls(job):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=2, help="two-stage pulls per nitrogen and acceptor")
+    parser.add_argument("--repeats", type=int, default=3, help="two-stage pulls per nitrogen and acceptor")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--output", type=Path, default=HERE / "motif")
     args = parser.parse_args()
