@@ -322,7 +322,7 @@ def _motif_script():
 
 
 @pytest.mark.parametrize("smiles, expected", [
-    ("[NH3+]CCc1ccc(O)c(O)c1", [(0, [3, 4, 10])]),  # dopamine: the ring carbon the chain ends on, and its two neighbours
+    ("[NH3+]CCc1ccc(O)c(O)c1", [(0, [3, 4, 10])]),  # dopamine: the chain's ring carbon and its two neighbours
     ("C[NH+](C)CCc1ccccc1", [(1, [5, 6, 10])]),
     ("[NH3+]CCCc1ccccc1", [(0, [4, 5, 9])]),  # three chain carbons
     ("[NH3+]Cc1ccccc1", []),  # too short to fold onto the ring
@@ -339,11 +339,14 @@ def test_motif_molecules_leave_the_stability_molecules_out(tmp_path):
     assert len(chosen) >= 30 and chosen["NCI-1849"] == "C[NH+](C)CCc1ccccc1"
     (tmp_path / "none.smi").write_text("# no stability molecules\n")
     every = {name for name, _, _ in motif.choose(RECIPE / "molecules.smi", tmp_path / "none.smi")}
-    assert set(chosen) <= every
-    # a stability molecule, written neutral as stability.smi writes them, is matched in its pH-7 form and left out
-    (tmp_path / "stability.smi").write_text("# header\nCN(C)CCc1ccccc1 example\n")
+    # stability molecules, written neutral as stability.smi writes them (and here one with a stereocentre), are
+    # matched in their pH-7 form without stereochemistry and left out
+    (tmp_path / "stability.smi").write_text("# header\nCN(C)CCc1ccccc1 one\nCOc1ccccc1C[C@H](C)N two\n")
     again = {name for name, _, _ in motif.choose(RECIPE / "molecules.smi", tmp_path / "stability.smi")}
-    assert again == every - {"NCI-1849"}
+    assert again == every - {"NCI-1849", "NCI-1139"}
+    (tmp_path / "bad.smi").write_text("C1CC bad\n")
+    with pytest.raises(SystemExit, match="bad.smi:1"):
+        motif.choose(RECIPE / "molecules.smi", tmp_path / "bad.smi")
 
 
 def test_motif_pulls_fold_the_chain_then_carry_the_proton_onto_the_ring(tmp_path):

@@ -6,16 +6,19 @@ Dopamine broke in vacuum when its ammonium chain folded over the ring and an N-H
 next to the chain. Protons moved, pulled or held in other molecules did not teach the model that wall; its own path
 did (own_path.py). This script samples the same path in the molecules of ``molecules.smi`` that share the motif: an
 ammonium N-H two or three sp3 carbons from an aromatic carbon (phenethylamines, tryptamines, amino acids with
-aromatic side chains). Stability molecules (``stability.smi``, dopamine and serotonin among them) are left out, so
-a model trained on these records can still be checked on them.
+aromatic side chains). Stability molecules (``stability.smi``: dopamine, serotonin and salbutamol have the motif)
+would be left out, matched in their pH-7 form without stereochemistry, so a model trained on these records can
+still be checked on them; none of them is in ``molecules.smi`` now.
 
 For each ammonium nitrogen and each acceptor (the aromatic carbon the chain is attached to, and the ring carbons
 next to it) it runs ``--repeats`` two-stage pulls (``datagen.pull_contact`` with ``candidate=``), from the molecule's
 RDKit/MMFF geometry: first the nitrogen is drawn to 2.1-2.6 Å from the acceptor (the chain folds, as dopamine's did
 from 3.1 to 2.5 Å), then, from the folded end, its N-H hydrogen nearest the acceptor is drawn onto it (1.0-1.2 Å),
-every other atom free. Each stage is 100 fs of GFN2-xTB MD at 300 K with ten frames labelled. Records go to
+every other atom free. Each stage is 100 fs of GFN2-xTB MD at 300 K with ten frames labelled; the first also adds
+pull_contact's moved copy (the proton put 1.0-1.8 Å from the acceptor) unless it clashes. Records go to
 ``OUTPUT/NAME.motif.npz`` under the molecule's name, so the split by name keeps held-out molecules held out; the
-molecules chosen are listed in ``OUTPUT/motif.smi``. 41 molecules, 435 pulls, 9 088 records: 67 min on 2 cores
+molecules chosen are listed in ``OUTPUT/motif.smi``. A molecule whose every pull fails its SCF writes nothing and
+is tried again on the next run. 41 molecules, 435 pulls, 9 088 records: 67 min on 2 cores
 (2026-12-04). ``motif_check.py MODEL`` measures a model's hole on them.
 """
 
@@ -52,20 +55,32 @@ def motif_sites(mol) -> list:
 
 
 def choose(molecules: Path, stability: Path) -> list:
-    """(name, SMILES, sites) of the motif molecules of ``molecules`` that are not stability molecules."""
+    """(name, SMILES, sites) of the motif molecules of ``molecules`` that are not stability molecules (compared in
+    their pH-7 form, without stereochemistry)."""
     from rdkit import Chem
 
     from openmm_tensornet.training.drug_like import protonate_ph7
 
-    def lines(path):
-        return [line.split() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    def parsed(path):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            fields = line.split()
+            if not fields or fields[0].startswith("#"):
+                continue
+            mol = Chem.MolFromSmiles(fields[0])
+            if mol is None or len(fields) < 2:
+                raise SystemExit(f"{path}:{number}: expected 'SMILES name' with a SMILES RDKit can read; got {line!r}.")
+            yield fields[0], fields[1], mol
 
-    kept = {Chem.MolToSmiles(protonate_ph7(Chem.MolFromSmiles(smiles))) for smiles, *_ in lines(stability)}
+    def key(mol) -> str:
+        mol = protonate_ph7(mol)
+        Chem.RemoveStereochemistry(mol)
+        return Chem.MolToSmiles(mol)
+
+    kept = {key(mol) for _, _, mol in parsed(stability)}
     chosen = []
-    for smiles, name, *_ in lines(molecules):
-        mol = Chem.MolFromSmiles(smiles)
+    for smiles, name, mol in parsed(molecules):
         sites = motif_sites(mol)
-        if sites and Chem.MolToSmiles(mol) not in kept:
+        if sites and key(mol) not in kept:
             chosen.append((name, smiles, sites))
     return chosen
 
@@ -118,8 +133,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--output", type=Path, default=HERE / "motif")
     args = parser.parse_args()
-    if args.repeats < 1:
-        raise SystemExit("--repeats must be 1 or more.")
+    if args.repeats < 1 or args.workers < 1:
+        raise SystemExit("--repeats and --workers must be 1 or more.")
     chosen = choose(RECIPE / "molecules.smi", RECIPE / "stability.smi")
     args.output.mkdir(parents=True, exist_ok=True)
     listing = args.output / "motif.smi"

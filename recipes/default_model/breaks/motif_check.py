@@ -2,12 +2,13 @@
 
     python motif_check.py [MODEL ...] [--motif motif] [--held-out ../held-out.json] [--each]
 
-For every ``OUTPUT/NAME.motif.npz`` of motif.py, the records whose N-H hydrogen has left its nitrogen (over 1.3 Å)
+For every ``MOTIF/NAME.motif.npz`` of motif.py, the records whose N-H hydrogen has left its nitrogen (over 1.3 Å)
 for a carbon (within 1.3 Å) are the proton-over frames. A molecule's depth is the model's mean energy error
 (model - GFN2-xTB) on those frames minus its mean error on the molecule's other frames, in kJ/mol: negative means
 the model puts the proton-over geometries too low, the hole that let dopamine's proton jump (breaks/README.md).
 Prints, per model, the mean depth and the forces MAE of the training molecules and of the held-out ones (named in
-``--held-out``) apart; ``--each`` lists every molecule.
+``--held-out``) apart; ``--each`` lists every molecule. A molecule with no proton-over frame, or only such frames, has
+no depth: it is left out of both figures, and the count left out is printed.
 """
 
 from __future__ import annotations
@@ -58,14 +59,16 @@ def main() -> None:
     molecules = [read_molecule(path) for path in paths]
     overs = [proton_over(m.positions, np.asarray(m.z), covalent_bonds(np.asarray(m.z), m.positions[0]))
              for m in molecules]
+    usable = [(molecule, over) for molecule, over in zip(molecules, overs) if over.any() and not over.all()]
+    if len(usable) < len(molecules):
+        print(f"{len(molecules) - len(usable)} of {len(molecules)} molecules left out: no proton-over frame, or "
+              "only such frames\n")
     print("| model | molecules | proton-over frames | mean depth (kJ/mol) | deepest | forces MAE (meV/Å) |")
     print("|---|---|---|---|---|---|")
     models = {str(path): load_model(path) for path in args.models} or {"default (shipped)": load_default_model()}
     for name, model in models.items():
         rows = []
-        for molecule, over in zip(molecules, overs):
-            if over.all() or not over.any():
-                continue
+        for molecule, over in usable:
             result = error_breakdown(model, Batches([molecule], [Record(0, i) for i in range(len(molecule))],
                                                     torch.float32))
             error = (np.asarray(result.energy_predicted) - np.asarray(result.energy_reference)) * KJ_PER_MOL["eV"]
