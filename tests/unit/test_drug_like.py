@@ -311,11 +311,11 @@ def test_a_distortion_that_pushes_an_atom_into_a_third_one_is_a_clash():
     assert not clashes(distort_bond(x, masses, (0, 2), 1.8), z, masses, (0, 2))
 
 
-def _motif_script():
-    """recipes/default_model/breaks/motif.py as a module."""
+def _breaks_script(name: str = "motif"):
+    """recipes/default_model/breaks/NAME.py as a module."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("motif", RECIPE / "breaks" / "motif.py")
+    spec = importlib.util.spec_from_file_location(name, RECIPE / "breaks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -330,11 +330,11 @@ def _motif_script():
     ("C[N+](C)(C)CCc1ccccc1", []),  # no N-H
 ])
 def test_motif_sites_are_ammonium_chains_that_can_fold_onto_a_ring(smiles, expected):
-    assert _motif_script().motif_sites(Chem.MolFromSmiles(smiles)) == expected
+    assert _breaks_script().motif_sites(Chem.MolFromSmiles(smiles)) == expected
 
 
 def test_motif_molecules_leave_the_stability_molecules_out(tmp_path):
-    motif = _motif_script()
+    motif = _breaks_script()
     chosen = {name: smiles for name, smiles, _ in motif.choose(RECIPE / "molecules.smi", RECIPE / "stability.smi")}
     assert len(chosen) >= 30 and chosen["NCI-1849"] == "C[NH+](C)CCc1ccccc1"
     (tmp_path / "none.smi").write_text("# no stability molecules\n")
@@ -354,7 +354,7 @@ def test_motif_pulls_fold_the_chain_then_carry_the_proton_onto_the_ring(tmp_path
     from openmm_tensornet.io.data import read_molecule
     from openmm_tensornet.training.datagen import CONTACT_STEPS, CONTACT_STRIDE, load_structures
 
-    motif = _motif_script()
+    motif = _breaks_script()
     (tmp_path / "one.smi").write_text("C[NH+](C)CCc1ccccc1 NCI-1849\n")
     structure = load_structures(tmp_path / "one.smi")[0]
     sites = motif.motif_sites(Chem.MolFromSmiles("C[NH+](C)CCc1ccccc1"))
@@ -375,11 +375,7 @@ def test_motif_pulls_fold_the_chain_then_carry_the_proton_onto_the_ring(tmp_path
 
 
 def test_motif_check_counts_a_proton_over_only_when_it_has_left_its_nitrogen_for_a_carbon():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("motif_check", RECIPE / "breaks" / "motif_check.py")
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
+    check = _breaks_script("motif_check")
     z = np.array([7, 1, 6, 8])
     on_nitrogen = np.array([[0.0, 0.0, 0.0], [1.02, 0.0, 0.0], [2.6, 0.0, 0.0], [0.0, 3.0, 0.0]])
     on_carbon = on_nitrogen.copy()
