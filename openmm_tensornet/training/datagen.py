@@ -204,6 +204,18 @@ def _too_close(positions: np.ndarray, z: np.ndarray, atom: int, exempt, scale: f
     return bool((np.linalg.norm(positions[others] - positions[atom], axis=1) < limit).any())
 
 
+def hydrogen_pairs(z: np.ndarray, bonds: np.ndarray, heavy: Optional[int] = None) -> List[Tuple[int, int]]:
+    """(hydrogen, its bonded heavy atom) for every X-H bond of ``bonds`` ([B, 2] atom pairs, either order), in bond
+    order; only those whose heavy atom has atomic number ``heavy``, when given."""
+    pairs = []
+    for i, j in np.asarray(bonds, dtype=int).reshape(-1, 2):
+        if (z[i] == 1) != (z[j] == 1):
+            hydrogen, atom = (int(i), int(j)) if z[i] == 1 else (int(j), int(i))
+            if heavy is None or z[atom] == heavy:
+                pairs.append((hydrogen, atom))
+    return pairs
+
+
 def transfer_candidates(positions: np.ndarray, z: np.ndarray, bonds: np.ndarray, separation: int = 2
                         ) -> List[Tuple[int, int, int]]:
     """(hydrogen, its bonded heavy atom, acceptor) triples: an acceptor is a heavy atom within ``TRANSFER_REACH`` of
@@ -220,10 +232,7 @@ def transfer_candidates(positions: np.ndarray, z: np.ndarray, bonds: np.ndarray,
         neighbours[int(i)].add(int(j))
         neighbours[int(j)].add(int(i))
     found = []
-    for i, j in pairs:
-        if (z[i] == 1) == (z[j] == 1):
-            continue  # H-H or heavy-heavy
-        hydrogen, donor = (int(i), int(j)) if z[i] == 1 else (int(j), int(i))
+    for hydrogen, donor in hydrogen_pairs(z, pairs):
         near, shell = {donor}, {donor}
         for _ in range(separation - 1):  # the atoms fewer than ``separation`` bonds from the donor
             shell = {b for a in shell for b in neighbours[a]} - near

@@ -29,19 +29,21 @@ HERE = Path(__file__).resolve().parent
 # that lost records (SCF failures) has another count and its records cannot be told apart by position.
 TEMPERATURES, FRAMES, COPIES, DISTORTIONS, TRANSFERS = (300, 600, 1000), 4, 2, 6, 4
 FULL_SHARD = len(TEMPERATURES) * FRAMES * (1 + COPIES) + DISTORTIONS
+# The files other scripts write beside a data_v3.py shard NAME.npz (NAME.SUFFIX), and what their records are.
+ADDED = {
+    ".through-space.npz": "hydrogen moved through space (through_space.py)",
+    ".contacts.npz": "hydrogen's atom pulled to an acceptor (contacts.py)",
+    ".protons.npz": "hydrogen pulled onto an acceptor (contacts.py --pulled hydrogen)",
+    ".motif.npz": "hydrogen pulled onto a ring from a folded ammonium chain (breaks/motif.py)",
+}
 
 
 def sample_kind(index: int, records_in_shard: int, source: str = "") -> str:
     """How data.sh (or data_v3.py, through_space.py, contacts.py, breaks/motif.py) made record ``index`` of a shard
     (file ``source``) of ``records_in_shard`` records."""
-    if source.endswith(".through-space.npz"):
-        return "hydrogen moved through space (through_space.py)"
-    if source.endswith(".contacts.npz"):
-        return "hydrogen's atom pulled to an acceptor (contacts.py)"
-    if source.endswith(".protons.npz"):
-        return "hydrogen pulled onto an acceptor (contacts.py --pulled hydrogen)"
-    if source.endswith(".motif.npz"):
-        return "hydrogen pulled onto a ring from a folded ammonium chain (breaks/motif.py)"
+    for suffix, kind in ADDED.items():
+        if source.endswith(suffix):
+            return kind
     if records_in_shard not in (FULL_SHARD, FULL_SHARD + TRANSFERS):
         return "shard with lost records (kind unknown)"
     per_temperature = FRAMES * (1 + COPIES)

@@ -51,11 +51,11 @@ def full_shards(data: Path, done, order=None, keep=None) -> list:
     """(index, path) of data_v3.py's full shards in ``data`` (index: place in name order) for which ``done(path)``
     is false (and ``keep(shard)`` true, when given), in name order or in the order of indices ``order``. A shard
     that lost records (SCF failures) is left out: its MD frames are not at known places."""
-    from metrics import FULL_SHARD, TRANSFERS
+    from metrics import ADDED, FULL_SHARD, TRANSFERS
     from openmm_tensornet.io.data import read_molecule
 
-    grown = (SUFFIX, ".contacts.npz", ".protons.npz", ".partial.npz")  # what scripts add beside data_v3.py's shards
-    shards = sorted(p for p in data.glob("*.npz") if not p.name.endswith(grown))
+    added = (*ADDED, ".partial.npz")  # what other scripts (and a write under way) put beside data_v3.py's shards
+    shards = sorted(p for p in data.glob("*.npz") if not p.name.endswith(added))
     if not shards:
         raise SystemExit(f"{data}: no shards; run data_v3.py first.")
     found = []

@@ -311,11 +311,11 @@ def test_a_distortion_that_pushes_an_atom_into_a_third_one_is_a_clash():
     assert not clashes(distort_bond(x, masses, (0, 2), 1.8), z, masses, (0, 2))
 
 
-def _breaks_script(name: str = "motif"):
-    """recipes/default_model/breaks/NAME.py as a module."""
+def _recipe_script(name: str = "breaks/motif"):
+    """recipes/default_model/NAME.py as a module."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(name, RECIPE / "breaks" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(Path(name).name, RECIPE / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -330,11 +330,11 @@ def _breaks_script(name: str = "motif"):
     ("C[N+](C)(C)CCc1ccccc1", []),  # no N-H
 ])
 def test_motif_sites_are_ammonium_chains_that_can_fold_onto_a_ring(smiles, expected):
-    assert _breaks_script().motif_sites(Chem.MolFromSmiles(smiles)) == expected
+    assert _recipe_script().motif_sites(Chem.MolFromSmiles(smiles)) == expected
 
 
 def test_motif_molecules_leave_the_stability_molecules_out(tmp_path):
-    motif = _breaks_script()
+    motif = _recipe_script()
     chosen = {name: smiles for name, smiles, _ in motif.choose(RECIPE / "molecules.smi", RECIPE / "stability.smi")}
     assert len(chosen) >= 30 and chosen["NCI-1849"] == "C[NH+](C)CCc1ccccc1"
     (tmp_path / "none.smi").write_text("# no stability molecules\n")
@@ -354,7 +354,7 @@ def test_motif_pulls_fold_the_chain_then_carry_the_proton_onto_the_ring(tmp_path
     from openmm_tensornet.io.data import read_molecule
     from openmm_tensornet.training.datagen import CONTACT_STEPS, CONTACT_STRIDE, load_structures
 
-    motif = _breaks_script()
+    motif = _recipe_script()
     (tmp_path / "one.smi").write_text("C[NH+](C)CCc1ccccc1 NCI-1849\n")
     structure = load_structures(tmp_path / "one.smi")[0]
     sites = motif.motif_sites(Chem.MolFromSmiles("C[NH+](C)CCc1ccccc1"))
@@ -375,7 +375,7 @@ def test_motif_pulls_fold_the_chain_then_carry_the_proton_onto_the_ring(tmp_path
 
 
 def test_motif_check_counts_a_proton_over_only_when_it_has_left_its_nitrogen_for_a_carbon():
-    check = _breaks_script("motif_check")
+    check = _recipe_script("breaks/motif_check")
     z = np.array([7, 1, 6, 8])
     on_nitrogen = np.array([[0.0, 0.0, 0.0], [1.02, 0.0, 0.0], [2.6, 0.0, 0.0], [0.0, 3.0, 0.0]])
     on_carbon = on_nitrogen.copy()
@@ -387,3 +387,37 @@ def test_motif_check_counts_a_proton_over_only_when_it_has_left_its_nitrogen_for
     frames = np.stack([on_nitrogen, on_carbon, halfway, on_oxygen])
     over = check.proton_over(frames, z, covalent_bonds(z, on_nitrogen))
     assert over.tolist() == [False, True, False, False]
+
+
+def test_hydrogen_pairs_list_each_x_h_bond_once_hydrogen_first():
+    from openmm_tensornet.training.datagen import hydrogen_pairs
+
+    # methylammonium: C0-N1, C0-H2/H3/H4, N1-H5/H6/H7, bonds written in both orders
+    z = np.array([6, 7, 1, 1, 1, 1, 1, 1])
+    bonds = np.array([[0, 1], [2, 0], [0, 3], [4, 0], [1, 5], [6, 1], [1, 7]])
+    assert hydrogen_pairs(z, bonds) == [(2, 0), (3, 0), (4, 0), (5, 1), (6, 1), (7, 1)]
+    assert hydrogen_pairs(z, bonds, heavy=7) == [(5, 1), (6, 1), (7, 1)]
+    assert hydrogen_pairs(z, bonds, heavy=8) == []
+    assert hydrogen_pairs(np.array([1, 1]), np.array([[0, 1]])) == []  # H-H is no X-H bond
+
+
+def test_added_files_are_named_by_kind_and_kept_out_of_the_shards_they_grow_from(tmp_path, monkeypatch):
+    from openmm_tensornet.io.data import write_molecule
+    from openmm_tensornet.training.datagen import records_molecule
+
+    monkeypatch.syspath_prepend(str(RECIPE))  # through_space.py imports metrics.py as its sibling
+    metrics, through_space = _recipe_script("metrics"), _recipe_script("through_space")
+    written = [through_space.SUFFIX, _recipe_script().SUFFIX, *_recipe_script("contacts").SUFFIXES.values()]
+    assert sorted(written) == sorted(metrics.ADDED)  # every writer's files have a kind in metrics.py's report
+    z = np.array([8, 1, 1])
+    rng = np.random.default_rng(0)
+    records = [(rng.normal(size=(3, 3)), 0.0, np.zeros((3, 3)), np.zeros(3))
+               for _ in range(metrics.FULL_SHARD + metrics.TRANSFERS)]
+    for file in ["water.npz", "water+water.npz", *(f"water{suffix}" for suffix in written), "water.partial.npz"]:
+        write_molecule(records_molecule("water", z, 0.0, records, "GFN2-xTB"), tmp_path / file)
+    found = through_space.full_shards(tmp_path, lambda path: path.name.startswith("water+"))
+    assert [path.name for _, path in found] == ["water.npz"]
+    for suffix in written:
+        assert metrics.sample_kind(0, len(records), f"water{suffix}") == metrics.ADDED[suffix]
+    assert metrics.sample_kind(0, len(records), "water.npz") == "300 K MD frame"
+    assert metrics.sample_kind(len(records) - 1, len(records), "water.npz") == "hydrogen moved towards another heavy atom"

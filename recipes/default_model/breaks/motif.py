@@ -87,8 +87,9 @@ def choose(molecules: Path, stability: Path) -> list:
 
 def nearest_hydrogen(positions: np.ndarray, z: np.ndarray, bonds: np.ndarray, nitrogen: int, acceptor: int) -> int:
     """The hydrogen bonded to ``nitrogen`` that is nearest to ``acceptor``."""
-    hydrogens = [int(j if i == nitrogen else i) for i, j in bonds
-                 if nitrogen in (i, j) and z[j if i == nitrogen else i] == 1]
+    from openmm_tensornet.training.datagen import hydrogen_pairs
+
+    hydrogens = [hydrogen for hydrogen, atom in hydrogen_pairs(z, bonds) if atom == nitrogen]
     return min(hydrogens, key=lambda h: np.linalg.norm(positions[h] - positions[acceptor]))
 
 

@@ -25,7 +25,9 @@ OVER = 1.3  # Å: the proton is off its nitrogen beyond this, and on a carbon wi
 def proton_over(positions: np.ndarray, z: np.ndarray, bonds: np.ndarray) -> np.ndarray:
     """[frames] bool: a hydrogen bonded to a nitrogen in the first frame (``bonds``) is over ``OVER`` from it and
     within ``OVER`` of a carbon."""
-    pairs = [(int(i), int(j)) if z[i] == 1 else (int(j), int(i)) for i, j in bonds if {z[i], z[j]} == {1, 7}]
+    from openmm_tensornet.training.datagen import hydrogen_pairs
+
+    pairs = hydrogen_pairs(z, bonds, heavy=7)
     carbons = np.flatnonzero(z == 6)
     over = np.zeros(len(positions), dtype=bool)
     for hydrogen, nitrogen in pairs:

@@ -30,7 +30,9 @@ def broken_hydrogen(positions: np.ndarray, z: np.ndarray, bonds: np.ndarray) -> 
     """(hydrogen, its heavy atom, acceptor) of a window: the X-H bond that grew most from the first frame to the
     last, and the heavy atom nearest to that hydrogen at the end, other than its own."""
     first, last = positions[0], positions[-1]
-    pairs = [(int(i), int(j)) if z[i] == 1 else (int(j), int(i)) for i, j in bonds if (z[i] == 1) != (z[j] == 1)]
+    from openmm_tensornet.training.datagen import hydrogen_pairs
+
+    pairs = hydrogen_pairs(z, bonds)
     growth = [np.linalg.norm(last[h] - last[d]) - np.linalg.norm(first[h] - first[d]) for h, d in pairs]
     hydrogen, donor = pairs[int(np.argmax(growth))]
     distance = np.linalg.norm(last - last[hydrogen], axis=1)
