@@ -29,7 +29,8 @@ HERE = Path(__file__).resolve().parent
 # that lost records (SCF failures) has another count and its records cannot be told apart by position.
 TEMPERATURES, FRAMES, COPIES, DISTORTIONS, TRANSFERS = (300, 600, 1000), 4, 2, 6, 4
 FULL_SHARD = len(TEMPERATURES) * FRAMES * (1 + COPIES) + DISTORTIONS
-# The files other scripts write beside a data_v3.py shard NAME.npz (NAME.SUFFIX), and what their records are.
+# The files other scripts write for a molecule NAME (NAME.SUFFIX, in the data folder or their own output folder),
+# and what their records are.
 ADDED = {
     ".through-space.npz": "hydrogen moved through space (through_space.py)",
     ".contacts.npz": "hydrogen's atom pulled to an acceptor (contacts.py)",
