@@ -29,9 +29,9 @@ SEED, FIRST = 5, 20  # the pulls' generator seed, and the window frame the first
 def broken_hydrogen(positions: np.ndarray, z: np.ndarray, bonds: np.ndarray) -> tuple:
     """(hydrogen, its heavy atom, acceptor) of a window: the X-H bond that grew most from the first frame to the
     last, and the heavy atom nearest to that hydrogen at the end, other than its own."""
-    first, last = positions[0], positions[-1]
     from openmm_tensornet.training.datagen import hydrogen_pairs
 
+    first, last = positions[0], positions[-1]
     pairs = hydrogen_pairs(z, bonds)
     growth = [np.linalg.norm(last[h] - last[d]) - np.linalg.norm(first[h] - first[d]) for h, d in pairs]
     hydrogen, donor = pairs[int(np.argmax(growth))]
