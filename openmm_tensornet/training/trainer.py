@@ -220,28 +220,48 @@ def read_held_out(path) -> Dict[str, List[str]]:
     return names
 
 
+def _first_reads(molecules: Sequence[Molecule]) -> List[int]:
+    """For each molecule, the position of the first one read from the same source (itself when it is the first or
+    has no source): a data place listed several times in ``data`` (to weight it) reads the same molecules again."""
+    first: Dict[str, int] = {}
+    return [first.setdefault(m.source, k) if m.source else k for k, m in enumerate(molecules)]
+
+
 def split_records(molecules: List[Molecule], config: TrainingConfig):
     """Train/validation/test records: whole molecules (default) or single records per split. With ``held_out``
     the validation and test molecules are the ones that file names and every other molecule trains, so a data set
-    that grows (or a fine-tuning set drawn from the same molecules) keeps its held-out molecules unseen."""
+    that grows (or a fine-tuning set drawn from the same molecules) keeps its held-out molecules unseen.
+
+    A place listed several times in ``data`` weights its records in training only: the split is drawn over the
+    first reads, a repeat trains where its first read trains, and validation and test hold each record once."""
+    first = _first_reads(molecules)
+    unique = [k for k in range(len(molecules)) if first[k] == k]
     if config.held_out is not None:
         names = read_held_out(config.held_out)
         which = {name: 1 for name in names["validation"]}
         which.update({name: 2 for name in names["test"]})
-        parts = [[], [], []]
-        for k, molecule in enumerate(molecules):
-            parts[which.get(molecule.name, 0)].append(k)
-        return [_records(molecules, part) for part in parts]
-    if config.split_by == "molecule":
-        parts = split_by_molecule(molecules, config.split, config.seed)
-        position = {id(m): k for k, m in enumerate(molecules)}
-        return [_records(molecules, [position[id(m)] for m in part]) for part in parts]
-    everything = _records(molecules, range(len(molecules)))
-    order = np.random.default_rng(config.seed).permutation(len(everything))
-    total = float(sum(config.split))
-    first = int(round(config.split[0] / total * len(everything)))
-    second = first + max(1, int(round(config.split[1] / total * len(everything))))
-    return [[everything[i] for i in order[a:b]] for a, b in ((0, first), (first, second), (second, len(order)))]
+        part_of = {k: which.get(molecules[k].name, 0) for k in unique}
+    elif config.split_by == "molecule":
+        drawn = split_by_molecule([molecules[k] for k in unique], config.split, config.seed)
+        where = {id(m): p for p, part in enumerate(drawn) for m in part}
+        part_of = {k: where[id(molecules[k])] for k in unique}
+    else:
+        everything = _records(molecules, unique)
+        order = np.random.default_rng(config.seed).permutation(len(everything))
+        total = float(sum(config.split))
+        cut = int(round(config.split[0] / total * len(everything)))
+        second = cut + max(1, int(round(config.split[1] / total * len(everything))))
+        parts = [[everything[i] for i in order[a:b]] for a, b in ((0, cut), (cut, second), (second, len(order)))]
+        repeats = [k for k in range(len(molecules)) if first[k] != k]
+        trained = {(r.molecule, r.index) for r in parts[0]}
+        parts[0] += [Record(k, r) for k in repeats for r in range(len(molecules[k])) if (first[k], r) in trained]
+        return parts
+    parts = [[], [], []]
+    for k in range(len(molecules)):
+        p = part_of[first[k]]
+        if p == 0 or first[k] == k:
+            parts[p].append(k)
+    return [_records(molecules, part) for part in parts]
 
 
 def epoch_order(count: int, epoch: int, seed: int, records_per_epoch: Optional[int] = None) -> List[int]:

@@ -56,12 +56,6 @@ def sample_kind(index: int, records_in_shard: int, source: str = "") -> str:
     return f"{temperature} K MD frame" if index % (1 + COPIES) == 0 else f"{temperature} K MD frame, displaced"
 
 
-def places(data):
-    """The config's data places, each once. Training may list a place several times to weight it
-    (train_v9.yaml lists breaks/motif three times); the report must count each held-out record once."""
-    return list(dict.fromkeys(data)) if isinstance(data, (list, tuple)) else data
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
@@ -77,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = TrainingConfig.from_yaml(args.config)
-    molecules = read_dataset(args.data or places(config.data))
+    molecules = read_dataset(args.data or config.data)
     _, validation, test = split_records(molecules, config)
 
     def kind(molecule: int, index: int) -> str:

@@ -421,13 +421,3 @@ def test_added_files_are_named_by_kind_and_kept_out_of_the_shards_they_grow_from
         assert metrics.sample_kind(0, len(records), f"water{suffix}") == metrics.ADDED[suffix]
     assert metrics.sample_kind(0, len(records), "water.npz") == "300 K MD frame"
     assert metrics.sample_kind(len(records) - 1, len(records), "water.npz") == "hydrogen moved towards another heavy atom"
-
-
-def test_the_report_reads_a_place_listed_several_times_once(monkeypatch):
-    """train_v9.yaml weights breaks/motif by listing it three times; metrics.py must not count its records thrice."""
-    monkeypatch.syspath_prepend(str(RECIPE))
-    metrics = _recipe_script("metrics")
-    assert metrics.places(["data-v4", "breaks/motif", "breaks/motif", "breaks/motif"]) == ["data-v4", "breaks/motif"]
-    assert metrics.places("data-v2") == "data-v2"
-    config = metrics.TrainingConfig.from_yaml(RECIPE / "train_v9.yaml")
-    assert [Path(place).name for place in metrics.places(config.data)] == ["data-v4", "motif"]
