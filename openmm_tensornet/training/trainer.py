@@ -25,6 +25,7 @@ import copy
 import csv
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -221,10 +222,14 @@ def read_held_out(path) -> Dict[str, List[str]]:
 
 
 def _first_reads(molecules: Sequence[Molecule]) -> List[int]:
-    """For each molecule, the position of the first one read from the same source (itself when it is the first or
-    has no source): a data place listed several times in ``data`` (to weight it) reads the same molecules again."""
-    first: Dict[str, int] = {}
-    return [first.setdefault(m.source, k) if m.source else k for k, m in enumerate(molecules)]
+    """For each molecule, the position of the first one read from the same file (itself when it is the first or
+    has no source): a data place listed several times in ``data`` (to weight it) reads the same molecules again.
+    A shard is the same file however its path is spelled (``..``, symbolic links); the same molecule object passed
+    twice counts too. Without repeats every molecule is its own first read and the split is as it always was."""
+    first: Dict[Any, int] = {}
+    keys = [os.path.realpath(m.source) if m.source and os.path.exists(m.source) else m.source or id(m)
+            for m in molecules]
+    return [first.setdefault(key, k) for k, key in enumerate(keys)]
 
 
 def split_records(molecules: List[Molecule], config: TrainingConfig):
