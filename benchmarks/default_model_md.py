@@ -362,8 +362,9 @@ def print_table(args, checksum: str, settings: dict) -> None:
         change = "NaN" if r["max_bond_change"] is None else f"{r['max_bond_change']:.3f}"
         if r.get("worst_bond"):
             change += f" ({r['worst_bond']})"
+        speed = "—" if r["ns_per_day"] is None else f"{r['ns_per_day']:.1f}"  # None: a row recovered from a note
         print(f"| {r['name']} | {r['environment']} | {r['ml_atoms']} | {r['atoms']} | "
-              f"{'yes' if r['stable'] else 'NO'} | {r['reached_ps']:g} | {change} | {r['ns_per_day']:.1f} |")
+              f"{'yes' if r['stable'] else 'NO'} | {r['reached_ps']:g} | {change} | {speed} |")
 
 
 if __name__ == "__main__":

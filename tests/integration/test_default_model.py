@@ -3,6 +3,8 @@ molecule it never saw, and runs stable MD inside OpenMM."""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import openmm
 import openmm.app as app
@@ -22,7 +24,9 @@ def test_the_default_model_ships_and_covers_its_elements():
     assert checkpoint.DEFAULT_MODEL.stat().st_size < 5_000_000
     # The metrics shipped next to the model describe this very file, and report held-out accuracy.
     metrics = (checkpoint.DEFAULT_MODEL.parent / "default-metrics.md").read_text()
-    assert f"default.pt` ({round(checkpoint.DEFAULT_MODEL.stat().st_size / 1000)} kB)" in metrics
+    shipped = checkpoint.DEFAULT_MODEL.read_bytes()
+    size, digest = round(len(shipped) / 1000), hashlib.sha256(shipped).hexdigest()[:12]
+    assert f"default.pt` ({size} kB, sha256 {digest})" in metrics
     assert "## Held-out accuracy" in metrics
     potential = TensorNetPotential()
     topology = app.Topology()
