@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 bash data.sh
 openmm-tensornet train train_v2.yaml
-cp training-v2/model.pt base-model.pt  # the fine-tuning configs start from it (as shipped: 4ad144cd7a91)
+cp training-v2/model.pt base-model.pt  # the fine-tuning configs start from it (committed: 4ad144cd7a91)
 python data_v3.py --train 2246 --output data-v4
 (cd breaks && python motif.py)
 openmm-tensornet train train_v9.yaml
