@@ -170,7 +170,8 @@ def _lengths(positions: np.ndarray, bonds: np.ndarray) -> np.ndarray:
 
 def start_langevin(positions, system, timestep_fs: float, threads: int):
     """The (context, integrator) of a stability run, minimised and at 300 K: seeded, so that on the CPU platform
-    with one thread ``benchmarks/stability_replay.py`` repeats a run step for step."""
+    with one thread ``benchmarks/stability_replay.py`` repeats a run step for step on the same machine (elsewhere
+    the trajectory drifts apart: MD is chaotic)."""
     integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond,
                                                  timestep_fs * unit.femtosecond)
     integrator.setRandomNumberSeed(1)
