@@ -16,7 +16,7 @@ stops when a bond of the molecule has changed by more than 0.4 Å (the benchmark
 Step for step holds on the machine (CPU, and builds of OpenMM and torch) that ran the benchmark. 100 ps of MD is
 chaotic: elsewhere the last bits of the forces differ and the trajectory drifts apart, so a break may come sooner,
 later or not at all (a fresh machine's rerun of the vacuum set, 2026-12-05, gave other bond maxima in each of its
-23 runs). The windows kept in ``recipes/default_model/breaks/`` are the lasting record of a break.
+28 runs). The windows kept in ``recipes/default_model/breaks/`` are the lasting record of a break.
 
 ``--frames`` writes the window (positions in Å, atomic numbers, charge, both energies in kJ/mol) for training data or
 a closer look.
